@@ -1,0 +1,3 @@
+from nlbkit.cli import main
+
+main()

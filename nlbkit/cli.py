@@ -1,0 +1,83 @@
+"""The `nlbkit` command: a thin click layer over functions that tests and notebooks call directly.
+
+Each sub-command lives in `nlbkit/commands/<name>.py` as a click command called `command`, and is
+imported only when it runs, so `nlbkit --help` stays fast (torch is not imported for it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from nlbkit import __version__
+from nlbkit.errors import NlbkitError
+
+COMMANDS: dict[str, str] = {
+    "fetch": "Download NLB NWB files from DANDI (resumable, verified).",
+    "synth": "Generate a dataset in the exact NLB layout (Lorenz-driven spikes).",
+    "prepare": "Build train/val/test tensors from the NWB files, as nlb_tools does.",
+    "train": "Train LangevinFlow (or the smoothing baseline) and score it.",
+    "predict": "Write rates for an input tensor file from a trained run.",
+    "evaluate": "Score runs with the official NLB metrics.",
+    "submit": "Merge runs into one EvalAI submission file.",
+    "validate": "Check a submission file before upload.",
+    "bench": "Benchmarks: nlbkit against nlb_tools, side by side.",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"nlbkit.commands.{name}")
+        return module.command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl(list(COMMANDS.items()))
+
+
+class DebuggableGroup(LazyGroup):
+    """Turns NlbkitError (and file errors) into one line and a non-zero exit, unless --debug."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (NlbkitError, OSError) as exc:
+            if ctx.find_root().params.get("debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=DebuggableGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.version_option(__version__, prog_name="nlbkit")
+def main(debug: bool) -> None:
+    """nlbkit: from nothing to a Neural Latents Benchmark submission.
+
+    \b
+    Typical path:
+      nlbkit fetch mc_maze_small        # or: nlbkit synth mc_maze_small (no download)
+      nlbkit prepare mc_maze_small --bin-ms 5
+      nlbkit train mc_maze_small
+      nlbkit evaluate runs/mc_maze_small/...
+      nlbkit submit runs/*/...
+    """
+
+
+def not_built(name: str) -> click.Command:
+    """A placeholder for a sub-command that does not exist yet: says so and exits non-zero."""
+
+    @click.command(name=name, context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def _placeholder(args: tuple[str, ...]) -> None:
+        raise NlbkitError(f"'nlbkit {name}' is not built yet")
+
+    _placeholder.help = f"{COMMANDS[name]} (not built yet)"
+    return _placeholder

@@ -1,0 +1,1 @@
+"""One module per `nlbkit` sub-command, each exposing a click command named `command`."""

@@ -1,0 +1,3 @@
+from nlbkit.cli import not_built
+
+command = not_built("train")
