@@ -123,3 +123,49 @@ def random_rates(dataset: str, bin_ms: int, rng: np.random.Generator) -> dict[st
 
 def all_groups() -> list[tuple[str, int]]:
     return [(d, b) for d in DATASET_NAMES for b in BIN_SIZES_MS]
+
+
+def write_tensors_file(data_dir, dataset: str, bin_ms: int, target: dict, rng: np.random.Generator):
+    """A `prepare`-style tensor file whose groups match the random layout (val_target = target)."""
+    from nlbkit.evaluation import write_h5_groups
+    from nlbkit.paths import tensors_path
+
+    shapes = group_shapes(dataset, bin_ms)
+    fwd = get_spec(dataset).forward_bins(bin_ms)
+    train = {
+        "train_spikes_heldin": _counts(rng, shapes["train_rates_heldin"]),
+        "train_spikes_heldout": _counts(rng, shapes["train_rates_heldout"]),
+        "train_spikes_heldin_forward": _counts(rng, (N_TRAIN, fwd, N_HELDIN)),
+        "train_spikes_heldout_forward": _counts(rng, (N_TRAIN, fwd, N_HELDOUT)),
+    }
+    groups = {
+        "train": train,
+        "trainval": train,
+        "val": {"eval_spikes_heldin": _counts(rng, shapes["eval_rates_heldin"])},
+        "test": {"eval_spikes_heldin": _counts(rng, shapes["eval_rates_heldin"])},
+        "val_target": target,
+    }
+    return write_h5_groups(tensors_path(dataset, bin_ms, data_dir), groups,
+                           root_attrs={"dataset": dataset, "bin_ms": bin_ms})
+
+
+def write_run(runs_root, dataset: str, bin_ms: int, phase: str, model: str, rates: dict,
+              tensors=None, created: str = "2026-01-01T00:00:00", tag: str | None = None):
+    """A run directory as training leaves it: run.json and rates.h5 (one group)."""
+    import json
+    from pathlib import Path
+
+    import h5py
+
+    name = f"{dataset}_{bin_ms}ms_{phase}_{model}" + (f"_{tag}" if tag else "")
+    run_dir = Path(runs_root) / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    meta = {"dataset": dataset, "bin_ms": bin_ms, "phase": phase, "model": model, "seed": 0,
+            "tensors": str(tensors) if tensors else None, "created": created}
+    (run_dir / "run.json").write_text(json.dumps(meta))
+    with h5py.File(run_dir / "rates.h5", "w") as h5:
+        group = h5.create_group(get_spec(dataset).group_name(bin_ms))
+        group.attrs.update({"dataset": dataset, "bin_ms": bin_ms, "phase": phase})
+        for key, value in rates.items():
+            group.create_dataset(key, data=np.asarray(value, dtype=np.float32))
+    return run_dir

@@ -1,0 +1,161 @@
+"""EvalAI submission files: merge run rates into one HDF5, and upload it with the `evalai` CLI.
+
+The file holds one group per dataset and bin ('mc_maze', 'mc_maze_20', ..., 'mc_maze_small_20'),
+each with the six float32 arrays of `RATE_KEYS` (trials, bins, neurons; rates per bin). Root attrs
+`phase` ('val' or 'test') and `runs` (the run directories merged) say where it came from.
+Checking a file before upload lives in `nlbkit.validation`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from nlbkit.datasets import BIN_SIZES_MS, DATASET_NAMES, get_spec
+from nlbkit.errors import NlbkitError
+from nlbkit.evaluation import Groups, RunInfo, read_rates, read_run, write_h5_groups
+from nlbkit.metrics import RATE_KEYS
+
+EVALAI_CHALLENGE = 1256
+# EvalAI phase ids of the NLB'21 challenge ('evalai challenge 1256 phases' lists them).
+EVALAI_PHASE_IDS = {"val": 2539, "test": 2540}
+SUBMISSIONS_DIR = Path("submissions")
+
+GROUP_NAMES: tuple[str, ...] = tuple(
+    get_spec(name).group_name(bin_ms) for name in DATASET_NAMES for bin_ms in BIN_SIZES_MS
+)
+
+
+def find_runs(runs_root: str | os.PathLike) -> list[RunInfo]:
+    """Every run directory directly under `runs_root` that has a run.json and rates."""
+    root = Path(runs_root)
+    if not root.is_dir():
+        raise NlbkitError(f"{root}: no runs directory")
+    runs = []
+    for meta in sorted(root.glob("*/run.json")):
+        run = read_run(meta.parent)
+        if run.rates_path.exists():
+            runs.append(run)
+    return runs
+
+
+def latest_runs(
+    runs_root: str | os.PathLike, phase: str, model: str | None = "langevin"
+) -> list[RunInfo]:
+    """The most recent finished run of each dataset and bin in `phase` (of `model` unless None)."""
+    latest: dict[tuple[str, int], RunInfo] = {}
+    for run in find_runs(runs_root):
+        if run.phase != phase or (model is not None and run.model != model):
+            continue
+        key = (run.dataset, run.bin_ms)
+        stamp = (run.created, run.rates_path.stat().st_mtime)
+        if key not in latest or stamp > (latest[key].created, latest[key].rates_path.stat().st_mtime):
+            latest[key] = run
+    if not latest:
+        which = f"{model} " if model else ""
+        raise NlbkitError(f"{runs_root}: no finished {which}runs in phase {phase}")
+    return sorted(latest.values(), key=lambda r: (DATASET_NAMES.index(r.dataset), r.bin_ms))
+
+
+def merge_runs(runs: Sequence[RunInfo]) -> tuple[Groups, str]:
+    """The submission groups of `runs` (one group each) and their common phase.
+
+    Two runs of the same dataset and bin, runs of different phases, or a rates file lacking one of
+    the six keys are errors naming the runs.
+    """
+    if not runs:
+        raise NlbkitError("no runs to merge")
+    phases = {run.phase for run in runs}
+    if len(phases) > 1:
+        raise NlbkitError(f"runs mix phases {sorted(phases)}: a submission holds one phase")
+    groups: Groups = {}
+    owner: dict[str, Path] = {}
+    for run in runs:
+        if run.group in groups:
+            raise NlbkitError(f"{owner[run.group]} and {run.run_dir} both hold '{run.group}'; pass one")
+        rates = read_rates(run)
+        missing = [key for key in RATE_KEYS if key not in rates]
+        if missing:
+            raise NlbkitError(f"{run.rates_path}: missing {', '.join(missing)}")
+        groups[run.group] = {key: np.asarray(rates[key], dtype=np.float32) for key in RATE_KEYS}
+        owner[run.group] = run.run_dir
+    return groups, phases.pop()
+
+
+def default_output(phase: str, root: str | os.PathLike = SUBMISSIONS_DIR) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(root) / f"nlbkit_{phase}_{stamp}.h5"
+
+
+def write_submission(
+    groups: Groups, output: str | os.PathLike, phase: str, runs: Iterable[RunInfo] = ()
+) -> Path:
+    """Write the groups as float32 in the EvalAI layout, atomically; returns the path."""
+    data = {
+        name: {key: np.asarray(arrays[key], dtype=np.float32) for key in RATE_KEYS}
+        for name, arrays in groups.items()
+    }
+    run_dirs = [str(run.run_dir) for run in runs]
+    return write_h5_groups(output, data, root_attrs={"phase": phase, "runs": run_dirs} if run_dirs
+                           else {"phase": phase})
+
+
+def submit_runs(
+    run_dirs: Sequence[str | os.PathLike],
+    output: str | os.PathLike | None = None,
+    runs_root: str | os.PathLike = "runs",
+    phase: str = "test",
+    model: str | None = "langevin",
+) -> Path:
+    """Merge the given run directories (or the latest run per dataset and bin) into one file."""
+    runs = [read_run(d) for d in run_dirs] if run_dirs else latest_runs(runs_root, phase, model)
+    groups, run_phase = merge_runs(runs)
+    return write_submission(groups, output or default_output(run_phase), run_phase, runs)
+
+
+Runner = Callable[..., subprocess.CompletedProcess]
+
+
+def evalai_command(path: str | os.PathLike, challenge: int, phase_id: int, large: bool) -> list[str]:
+    cmd = ["evalai", "challenge", str(challenge), "phase", str(phase_id), "submit", "--file", str(path)]
+    return [*cmd, "--large"] if large else cmd
+
+
+def evalai_upload(
+    path: str | os.PathLike,
+    phase: str = "test",
+    challenge: int = EVALAI_CHALLENGE,
+    phase_id: int | None = None,
+    large: bool = False,
+    method_name: str | None = None,
+    runner: Runner = subprocess.run,
+) -> str:
+    """Upload a submission with the `evalai` CLI; returns what it printed.
+
+    The CLI asks whether to add submission details: nlbkit answers no, or gives `method_name`.
+    A missing CLI, or one without a token (`evalai set_token TOKEN`), is an error saying so.
+    """
+    if shutil.which("evalai") is None:
+        raise NlbkitError(
+            "the evalai CLI is not installed: `pip install evalai`, then `evalai set_token TOKEN`"
+        )
+    phase_id = phase_id if phase_id is not None else EVALAI_PHASE_IDS[phase]
+    answers = f"y\n{method_name}\n\n\n\n" if method_name else "N\n"
+    proc = runner(
+        evalai_command(path, challenge, phase_id, large), input=answers, capture_output=True, text=True
+    )
+    output = (proc.stdout or "") + (proc.stderr or "")
+    failed = proc.returncode != 0 or "error" in output.lower() and "successfully" not in output.lower()
+    if failed:
+        last = output.strip().splitlines()[-1] if output.strip() else "no output"
+        raise NlbkitError(
+            f"evalai upload of {path} failed (exit {proc.returncode}): {last}. "
+            "Is the token set (`evalai set_token TOKEN`) and the challenge joined?"
+        )
+    return output
