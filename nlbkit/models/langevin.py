@@ -1,0 +1,277 @@
+"""LangevinFlow: a sequential VAE whose latents follow the underdamped Langevin equation.
+
+Song, Keller, Yue, Perona, Welling, "Langevin Flows for Modeling Neural Latent Dynamics" (2025).
+Shapes: B trials, T observed bins, F forward bins, N = N_in + N_out neurons, H hidden size.
+x_t (B, N_in) held-in spike counts per bin; in forward bins (t >= T) x_t := x_{T-1}.
+
+    encoder   h_t = dropout(GRUCell(x_t, h_{t-1})),  h_{-1} = 0            (current bin, Algorithm 1)
+    initial   q(z_0) = N(mu_z(h_0), diag exp lv_z(h_0)),  q(v_0) likewise   (linear heads)
+    dynamics  (z_t, v_t) -> (z_{t+1}, v_{t+1}): the Langevin step of `potential.langevin_step`
+              in the coupled-oscillator potential U, sigma = sqrt(2 gamma T / m)
+    decoder   log r = Linear(TransformerLayer([z_t, v_t, h_t] for t < T + F))   (B, T+F, N)
+    loss      mean Poisson NLL(log r, counts) + kl_weight * KL
+
+KL per trial = KL(q(z_0) | N(0, I)) + KL(q(v_0) | N(0, I)) + a transition term:
+  variant "nlbkit": sum_t KL(q(v_{t+1} | .) | p(v_{t+1} | z_t, v_t)). The posterior transition is
+      the prior's plus an inferred impulse delta_t (controller), with the same variance sigma^2,
+      so the term is sum_t |delta_t|^2 / (2 sigma^2), and exactly 0 without a controller.
+  variant "released": the released code's per-step "KL" passes the sample v_t as a mean, which makes
+      it a velocity penalty sum_{t>=1} |v_t|^2 / (2 velocity_prior_var); kept, under that name.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from nlbkit.errors import NlbkitError
+from nlbkit.models.config import LangevinConfig
+from nlbkit.models.potential import CoupledOscillatorPotential, StepCoefficients, langevin_step
+
+__all__ = ["LangevinConfig", "LangevinFlow", "LangevinOutput", "coordinated_dropout", "masked_poisson_nll"]
+
+
+@dataclass
+class LangevinOutput:
+    """log_rates (B, T+F, N) log spikes per bin; kl scalar, mean per trial; latents name -> (B, T+F, H).
+
+    latents holds "h" always, "z" and "v" when the model has latent dynamics.
+    kl_terms splits kl into "kl_initial" and "kl_transition" (nlbkit) or "velocity_penalty" (released).
+    """
+
+    log_rates: Tensor
+    kl: Tensor
+    latents: dict[str, Tensor]
+    kl_terms: dict[str, Tensor] = field(default_factory=dict)
+
+
+def gaussian_kl_to_standard(mean: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mean, diag exp logvar) | N(0, I)) summed over the last dim and averaged over rows."""
+    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1).mean()
+
+
+def coordinated_dropout(heldin: Tensor, keep_rate: float, pass_rate: float) -> tuple[Tensor, Tensor]:
+    """Coordinated dropout of held-in counts (B, T, N_in).
+
+    Returns (inputs, blocked): inputs keep each entry with probability keep_rate, rescaled by
+    1 / keep_rate so sums are unbiased; blocked (bool, same shape) marks the kept entries whose loss
+    must not train the model (it could copy them), except a random share pass_rate let through.
+    """
+    kept = torch.rand_like(heldin) < keep_rate
+    passed = torch.rand_like(heldin) < pass_rate
+    return heldin * kept / keep_rate, kept & ~passed
+
+
+def masked_poisson_nll(log_rates: Tensor, target: Tensor, blocked: Tensor | None) -> Tensor:
+    """Mean Poisson NLL exp(log r) - y log r over all entries (B, T+F, N); entries of `blocked`
+    (B, T, N_in), the observed held-in corner, count in the value but pass no gradient."""
+    nll = F.poisson_nll_loss(log_rates, target, log_input=True, full=False, reduction="none")
+    if blocked is not None:
+        corner = torch.zeros_like(nll, dtype=torch.bool)
+        corner[:, : blocked.shape[1], : blocked.shape[2]] = blocked
+        nll = torch.where(corner, nll.detach(), nll)
+    return nll.mean()
+
+
+class TransformerDecoder(nn.Module):
+    """One post-norm Transformer encoder layer, no positional encoding and no mask, then a readout."""
+
+    def __init__(self, width: int, n_out: int, heads: int, ff_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.layer = nn.TransformerEncoderLayer(
+            width, heads, dim_feedforward=ff_dim, dropout=dropout, batch_first=True, norm_first=False
+        )
+        # T-Fixup-style down-scaling of the residual branches, as the released model does
+        # (its value-projection scaling names a parameter PyTorch does not have, so it never applies).
+        with torch.no_grad():
+            for lin in (self.layer.linear1, self.layer.linear2, self.layer.self_attn.out_proj):
+                lin.weight.mul_(0.67 * 3.0**-0.25)
+        self.readout = nn.Linear(width, n_out)
+
+    def forward(self, features: Tensor) -> Tensor:
+        """(B, L, width) -> (B, L, n_out) log-rates."""
+        return self.readout(self.layer(features))
+
+
+class GRUDecoder(nn.Module):
+    """Ablation of the Transformer: a bidirectional GRU (the same whole-trial context), then a readout."""
+
+    def __init__(self, width: int, hidden: int, n_out: int, dropout: float) -> None:
+        super().__init__()
+        self.gru = nn.GRU(width, hidden, batch_first=True, bidirectional=True)
+        self.dropout = nn.Dropout(dropout)
+        self.readout = nn.Linear(2 * hidden, n_out)
+
+    def forward(self, features: Tensor) -> Tensor:
+        """(B, L, width) -> (B, L, n_out) log-rates."""
+        return self.readout(self.dropout(self.gru(features)[0]))
+
+
+class LangevinFlow(nn.Module):
+    """The model of the module docstring; `cfg` is validated on construction."""
+
+    def __init__(self, cfg: LangevinConfig, n_heldin: int, n_heldout: int, n_forward: int) -> None:
+        super().__init__()
+        cfg.validate()
+        if n_heldin < 1 or n_heldout < 0 or n_forward < 0:
+            raise NlbkitError(f"bad model sizes: {n_heldin} held-in, {n_heldout} held-out, {n_forward} fwd")
+        self.cfg = cfg
+        self.n_heldin, self.n_heldout, self.n_forward = n_heldin, n_heldout, n_forward
+        hid = cfg.hidden
+        self.encoder = nn.GRUCell(n_heldin, hid)
+        self.state_dropout = nn.Dropout(cfg.dropout)
+        if cfg.dynamics:
+            self.z0_head = nn.Linear(hid, 2 * hid)
+            self.v0_head = nn.Linear(hid, 2 * hid)
+            mode = "off" if not cfg.coupling else ("unit" if cfg.variant == "released" else "gain")
+            self.potential = CoupledOscillatorPotential(hid, cfg.channels, cfg.kernel_taps, mode)
+            damping = cfg.damping if cfg.noise_and_damping else 0.0
+            self.log_step = nn.Parameter(torch.tensor(math.log(cfg.step_size)), cfg.learn_step_size)
+            self.damping_logit = nn.Parameter(torch.tensor(_logit(damping)), cfg.learn_damping)
+            if cfg.controller:
+                # Zero init: training starts from the uncontrolled prior, with a zero transition KL.
+                self.controller = nn.Linear(hid, hid)
+                nn.init.zeros_(self.controller.weight)
+                nn.init.zeros_(self.controller.bias)
+        width = 3 * hid if cfg.dynamics else hid
+        n_out = n_heldin + n_heldout
+        if cfg.decoder == "transformer":
+            self.decoder = TransformerDecoder(width, n_out, cfg.heads, cfg.ff_dim, cfg.dropout)
+        else:
+            self.decoder = GRUDecoder(width, hid, n_out, cfg.dropout)
+
+    def coefficients(self) -> StepCoefficients:
+        """h, gamma, m, T of the Langevin step (h and gamma tensors, learned or fixed)."""
+        damping = torch.sigmoid(self.damping_logit) if self.cfg.noise_and_damping else 0.0
+        return StepCoefficients(self.log_step.exp(), damping, self.cfg.mass, self.cfg.temperature)
+
+    @torch.no_grad()
+    def set_baseline_rates(self, mean_counts: Tensor) -> None:
+        """Start the readout at log of each neuron's mean count per bin, (N,) (a faster start)."""
+        self.decoder.readout.bias.copy_(mean_counts.clamp_min(1e-3).log())
+
+    def forward(self, heldin: Tensor) -> LangevinOutput:
+        """heldin (B, T, N_in) spike counts -> LangevinOutput with log_rates (B, T+F, N)."""
+        if heldin.ndim != 3 or heldin.shape[2] != self.n_heldin:
+            shape = tuple(heldin.shape)
+            raise NlbkitError(f"held-in input has shape {shape}; expected (B, T, {self.n_heldin})")
+        states = self._encode(heldin)  # (T+F, B, H)
+        if not self.cfg.dynamics:
+            h = states.transpose(0, 1)
+            return LangevinOutput(self.decoder(h), h.new_zeros(()), {"h": h})
+        z, v, kl_terms = self._integrate(states)
+        h = states.transpose(0, 1)
+        log_rates = self.decoder(torch.cat([z, v, h], dim=-1))
+        kl = sum(kl_terms.values(), h.new_zeros(()))
+        return LangevinOutput(log_rates, kl, {"z": z, "v": v, "h": h}, kl_terms)
+
+    def _encode(self, heldin: Tensor) -> Tensor:
+        """GRU states h_t (T+F, B, H) over x_0..x_{T-1}, then x_{T-1} again for each forward bin."""
+        steps = heldin.shape[1] + self.n_forward
+        x = heldin.transpose(0, 1)
+        h = heldin.new_zeros(heldin.shape[0], self.cfg.hidden)
+        states = []
+        for t in range(steps):
+            h = self.state_dropout(self.encoder(x[min(t, x.shape[0] - 1)], h))
+            states.append(h)
+        return torch.stack(states)
+
+    def _integrate(self, states: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Sample (z_0, v_0) from h_0 and run the Langevin steps: z, v (B, T+F, H) and KL terms."""
+        cfg = self.cfg
+        z_mean, z_logvar = self.z0_head(states[0]).chunk(2, dim=-1)
+        v_mean, v_logvar = self.v0_head(states[0]).chunk(2, dim=-1)
+        z = z_mean + torch.randn_like(z_mean) * (0.5 * z_logvar).exp()
+        v = v_mean + torch.randn_like(v_mean) * (0.5 * v_logvar).exp()
+        kl_terms = {"kl_initial": gaussian_kl_to_standard(z_mean, z_logvar)
+                    + gaussian_kl_to_standard(v_mean, v_logvar)}
+        coef = self.coefficients()
+        noisy = cfg.noise_and_damping and cfg.damping > 0
+        grad_matrix = self.potential.gradient_matrix()
+
+        def grad_fn(position: Tensor) -> Tensor:
+            return position @ grad_matrix  # grad U(z) = z G, U being quadratic
+
+        grad = grad_fn(z)
+        zs, vs, impulses = [z], [v], []
+        for t in range(1, states.shape[0]):
+            impulse = self.controller(states[t]) if cfg.controller else None
+            eps = torch.randn_like(v) if noisy else None
+            z, v, grad = langevin_step(
+                z, v, grad, grad_fn, coef, symplectic=cfg.symplectic, eps=eps, impulse=impulse
+            )
+            zs.append(z)
+            vs.append(v)
+            if impulse is not None:
+                impulses.append(impulse)
+        z_seq, v_seq = torch.stack(zs, dim=1), torch.stack(vs, dim=1)
+        if cfg.variant == "released":
+            penalty = v_seq[:, 1:].pow(2).sum(dim=(1, 2)).mean() / (2.0 * cfg.velocity_prior_var)
+            kl_terms["velocity_penalty"] = penalty
+        else:
+            kl_terms["kl_transition"] = self._transition_kl(impulses, coef, z_seq)
+        return z_seq, v_seq, kl_terms
+
+    @staticmethod
+    def _transition_kl(impulses: list[Tensor], coef: StepCoefficients, like: Tensor) -> Tensor:
+        """sum_t |delta_t|^2 / (2 sigma^2), mean over trials: KL of two Gaussians differing in mean."""
+        if not impulses:
+            return like.new_zeros(())
+        delta = torch.stack(impulses, dim=1)
+        return delta.pow(2).sum(dim=(1, 2)).mean() / (2.0 * coef.noise_scale**2)
+
+    def loss(self, heldin: Tensor, target: Tensor, kl_weight: float) -> tuple[Tensor, dict[str, float]]:
+        """Training objective: mean Poisson NLL + kl_weight * KL, and its parts as floats.
+
+        heldin (B, T, N_in) counts; target (B, T+F, N_in + N_out) counts, [held-in | held-out] along
+        neurons, [observed | forward] along time. In training mode with coordinated dropout on,
+        inputs are dropped (see `coordinated_dropout`) and the kept observed held-in entries are
+        blocked from the gradient; held-out neurons and forward bins always count.
+        """
+        b, t, _ = heldin.shape
+        expected = (b, t + self.n_forward, self.n_heldin + self.n_heldout)
+        if tuple(target.shape) != expected:
+            raise NlbkitError(f"target has shape {tuple(target.shape)}; expected {expected}")
+        blocked = None
+        if self.training and self.cfg.cd_active:
+            heldin, blocked = coordinated_dropout(heldin, self.cfg.cd_rate, self.cfg.cd_pass_rate)
+        out = self(heldin)
+        nll = masked_poisson_nll(out.log_rates, target, blocked)
+        total = nll + kl_weight * out.kl
+        parts = {"nll": nll.item(), "kl": out.kl.item(), "loss": total.item()}
+        parts.update({name: value.item() for name, value in out.kl_terms.items()})
+        return total, parts
+
+    @torch.no_grad()
+    def predict_rates(self, heldin: Tensor, n_samples: int | None = None, max_rows: int = 4096) -> Tensor:
+        """Rates per bin (B, T+F, N): exp of the mean log-rate over n_samples stochastic passes.
+
+        Runs in eval mode (no dropout; latents still sampled) and restores the previous mode. Samples
+        are batched, at most `max_rows` trial copies per pass. Uses torch's global random generator:
+        seed it for repeatable predictions.
+        """
+        n = n_samples or self.cfg.prediction_samples
+        was_training = self.training
+        self.eval()
+        try:
+            total = None
+            per_pass = max(1, max_rows // max(1, heldin.shape[0]))
+            done = 0
+            while done < n:
+                k = min(per_pass, n - done)
+                log_rates = self(heldin.repeat(k, 1, 1)).log_rates
+                chunk = log_rates.view(k, heldin.shape[0], *log_rates.shape[1:]).sum(dim=0)
+                total = chunk if total is None else total + chunk
+                done += k
+        finally:
+            self.train(was_training)
+        return (total / n).exp()
+
+
+def _logit(p: float) -> float:
+    """log(p / (1 - p)), with p = 0 mapped to a large negative number (sigmoid -> 0 to float precision)."""
+    return math.log(p / (1.0 - p)) if p > 0 else -30.0
