@@ -1,0 +1,275 @@
+"""Run directories -> `nlbkit evaluate` / `submit` / `validate`, and the errors a user can meet.
+
+Run directories and tensor files are written by hand here in the contract's layout, with random
+rates and targets (tests/eval_layouts.py), so these tests stand on their own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import h5py
+import numpy as np
+import pytest
+from eval_layouts import random_rates, random_target, write_run, write_tensors_file
+from test_metrics_parity import assert_results_equal
+
+from nlbkit.errors import NlbkitError
+from nlbkit.evaluation import read_h5_groups, read_run, score_run, write_h5_groups
+from nlbkit.metrics import evaluate, evaluate_group
+from nlbkit.submission import evalai_upload, latest_runs, merge_runs, submit_runs
+from nlbkit.validation import validate_submission
+
+GROUPS = [("mc_maze_small", 5), ("mc_maze_small", 20), ("dmfc_rsg", 20)]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """data/ with tensor files (val targets), runs/ with a langevin and a smoothing run per group."""
+    root = tmp_path_factory.mktemp("workspace")
+    rng = np.random.default_rng(11)
+    data, runs = root / "data", root / "runs"
+    targets, run_dirs = {}, {}
+    for dataset, bin_ms in GROUPS:
+        target = random_target(dataset, bin_ms, rng)
+        targets[(dataset, bin_ms)] = target
+        tensors = write_tensors_file(data, dataset, bin_ms, target, rng)
+        for model in ("langevin", "smoothing"):
+            rates = random_rates(dataset, bin_ms, rng)
+            run = write_run(runs, dataset, bin_ms, "val", model, rates, tensors)
+            run_dirs[(dataset, bin_ms, model)] = run
+    return {"root": root, "data": data, "runs": runs, "targets": targets, "run_dirs": run_dirs}
+
+
+def _group(dataset, bin_ms):
+    return dataset if bin_ms == 5 else f"{dataset}_{bin_ms}"
+
+
+def test_evaluate_cli_prints_models_side_by_side(workspace, nlbkit_cli):
+    dirs = workspace["run_dirs"]
+    args = [dirs[("mc_maze_small", 5, "langevin")], dirs[("dmfc_rsg", 20, "smoothing")],
+            dirs[("mc_maze_small", 5, "smoothing")], dirs[("dmfc_rsg", 20, "langevin")]]
+    out = nlbkit_cli("evaluate", *args).stdout.splitlines()
+    assert out[0].split()[:5] == ["dataset", "bin", "phase", "model", "run"]
+    assert "co-bps" in out[0] and "tp corr" in out[0] and "vel R2" in out[0]
+    rows = [line.split() for line in out[2:]]
+    assert [(r[0], r[4]) for r in rows] == [  # registry order, same dataset and bin together
+        ("dmfc_rsg", "smoothing"), ("dmfc_rsg", "langevin"),
+        ("mc_maze_small", "langevin"), ("mc_maze_small", "smoothing"),
+    ]
+
+
+def test_evaluate_json_equals_nlb_tools_on_the_same_files(workspace, nlbkit_cli, run_reference, tmp_path):
+    dirs = [workspace["run_dirs"][(d, b, "langevin")] for d, b in GROUPS]
+    payload = json.loads(nlbkit_cli("evaluate", "--json", *dirs).stdout)
+    targets = {_group(d, b): workspace["targets"][(d, b)] for d, b in GROUPS}
+    target_file = write_h5_groups(tmp_path / "targets.h5", targets)
+    submission = submit_runs(dirs, tmp_path / "sub.h5")
+    reference = run_reference("evaluate_ref.py", target_file, submission)
+    ours = {(r["dataset"], r["bin_ms"]): r["scores"] for r in payload["runs"]}
+    splits = {split: m for entry in reference for split, m in entry.items()}
+    assert ours[("dmfc_rsg", 20)] == pytest.approx(splits["dmfc_rsg_20_split"], abs=1e-9)
+    small5 = {f"[100] {k}": v for k, v in ours[("mc_maze_small", 5)].items()}
+    assert small5 == pytest.approx(splits["mc_maze_scaling_split"], abs=1e-9)
+
+
+def test_submit_validate_and_nlb_tools_agree(workspace, run_reference, tmp_path):
+    dirs = [workspace["run_dirs"][(d, b, "langevin")] for d, b in GROUPS]
+    path = submit_runs(dirs, tmp_path / "sub.h5")
+    with h5py.File(path) as h5:
+        assert sorted(h5) == ["dmfc_rsg_20", "mc_maze_small", "mc_maze_small_20"]
+        assert h5.attrs["phase"] == "val"
+        assert all(h5["mc_maze_small"][k].dtype == np.float32 for k in h5["mc_maze_small"])
+    report = validate_submission(path, data_dir=workspace["data"])
+    assert report.ok, report.errors
+    assert any("missing mc_maze_large" in w for w in report.warnings)
+    targets = {_group(d, b): workspace["targets"][(d, b)] for d, b in GROUPS}
+    reference = run_reference("evaluate_ref.py", write_h5_groups(tmp_path / "t.h5", targets), path)
+    assert_results_equal(report.scores, reference)
+
+
+def test_submit_cli_then_validate_cli(workspace, nlbkit_cli, tmp_path):
+    out_file = tmp_path / "leaderboard.h5"
+    out = nlbkit_cli("submit", "--runs", workspace["runs"], "--phase", "val", "-o", out_file).stdout
+    assert "mc_maze_small_20" in out and out_file.exists()
+    result = nlbkit_cli("validate", out_file, "--data-dir", workspace["data"])
+    assert "valid val-phase submission" in result.stdout
+    assert "[100] co-bps" in result.stdout and "dmfc_rsg_20_split" in result.stdout
+
+
+def test_latest_run_per_dataset_and_bin(workspace, tmp_path):
+    rng = np.random.default_rng(0)
+    for created in ("2026-01-01T00:00:00", "2026-03-01T00:00:00"):
+        write_run(tmp_path, "mc_maze_small", 5, "test", "langevin",
+                  random_rates("mc_maze_small", 5, rng), created=created, tag=created[:7])
+    write_run(tmp_path, "mc_maze_small", 5, "val", "langevin", random_rates("mc_maze_small", 5, rng))
+    picked = latest_runs(tmp_path, "test")
+    assert [r.run_dir.name for r in picked] == ["mc_maze_small_5ms_test_langevin_2026-03"]
+    with pytest.raises(NlbkitError, match="no finished smoothing runs in phase test"):
+        latest_runs(tmp_path, "test", "smoothing")
+
+
+def test_merge_refuses_duplicates_and_mixed_phases(workspace, tmp_path):
+    dirs = workspace["run_dirs"]
+    both = [read_run(dirs[("mc_maze_small", 5, model)]) for model in ("langevin", "smoothing")]
+    with pytest.raises(NlbkitError, match="both hold 'mc_maze_small'"):
+        merge_runs(both)
+    test_run = write_run(tmp_path, "mc_maze_small", 20, "test", "langevin",
+                         random_rates("mc_maze_small", 20, np.random.default_rng(0)))
+    with pytest.raises(NlbkitError, match="mix phases"):
+        merge_runs([both[0], read_run(test_run)])
+
+
+def test_test_phase_scoring_needs_targets(workspace, tmp_path):
+    rates = random_rates("mc_maze_small", 5, np.random.default_rng(2))
+    run = write_run(tmp_path, "mc_maze_small", 5, "test", "langevin", rates)
+    with pytest.raises(NlbkitError, match="needs --targets"):
+        score_run(run)
+    target = workspace["targets"][("mc_maze_small", 5)]
+    targets_file = write_h5_groups(tmp_path / "eval_data_test.h5", {"mc_maze_small": target})
+    scores = score_run(run, targets_file=targets_file).scores
+    assert scores == evaluate_group("mc_maze_small", 5, target, rates)
+    with pytest.raises(NlbkitError, match="cannot be scored in phase val"):
+        score_run(run, phase="val")
+
+
+# --- validation errors --------------------------------------------------------------------------
+
+@pytest.fixture
+def good_file(workspace, tmp_path):
+    """A valid val-phase submission of the workspace's langevin runs; returns (path, arrays)."""
+    dirs = [workspace["run_dirs"][(d, b, "langevin")] for d, b in GROUPS]
+    groups, _ = merge_runs([read_run(d) for d in dirs])
+    return tmp_path / "sub.h5", groups
+
+
+def _write(path, groups, phase="val"):
+    return write_h5_groups(path, groups, root_attrs={"phase": phase})
+
+
+def _errors(path, workspace):
+    return validate_submission(path, data_dir=workspace["data"]).errors
+
+
+def test_misnamed_group_is_an_error_with_a_suggestion(good_file, workspace):
+    path, groups = good_file
+    groups["mc-maze-small"] = groups.pop("mc_maze_small")
+    errors = _errors(_write(path, groups), workspace)
+    assert any("'mc-maze-small' is not an NLB group name. Did you mean 'mc_maze_small'?" in e for e in errors)
+
+
+def test_missing_key_wrong_shape_and_dtype(good_file, workspace):
+    path, groups = good_file
+    del groups["mc_maze_small"]["eval_rates_heldin_forward"]
+    groups["mc_maze_small_20"]["eval_rates_heldout"] = groups["mc_maze_small_20"]["eval_rates_heldout"][:-1]
+    groups["dmfc_rsg_20"]["train_rates_heldin"] = groups["dmfc_rsg_20"]["train_rates_heldin"].astype(np.int32)
+    errors = _errors(_write(path, groups), workspace)
+    assert "mc_maze_small: missing eval_rates_heldin_forward" in errors
+    shape_error = "mc_maze_small_20/eval_rates_heldout: shape (23, 35, 4), "
+    assert any(e.startswith(shape_error) and e.endswith("implies (24, 35, 4)") for e in errors)
+    assert "dmfc_rsg_20/train_rates_heldin: dtype int32, expected float32" in errors
+
+
+def test_nan_and_negative_rates_inside_the_window(good_file, workspace):
+    path, groups = good_file
+    groups["mc_maze_small"]["eval_rates_heldout"][3, 10, 0] = np.nan
+    groups["mc_maze_small"]["train_rates_heldin"][5, 0, 2] = -0.1
+    errors = _errors(_write(path, groups), workspace)
+    nan_error = ("mc_maze_small/eval_rates_heldout: NaN rates inside the evaluated window "
+                 "(1 values in trials 3)")
+    assert nan_error in errors
+    assert any(e.startswith("mc_maze_small/train_rates_heldin: negative rates") for e in errors)
+
+
+def test_dmfc_nan_allowed_before_set_as_in_nlb_tools(good_file, workspace, run_reference, tmp_path):
+    path, groups = good_file
+    target = workspace["targets"][("dmfc_rsg", 20)]
+    padded = np.isnan(target["eval_spikes_heldout"][:, :2, 0])  # bins before set, unread by the PSTH
+    for key in ("eval_rates_heldin", "eval_rates_heldout"):
+        groups["dmfc_rsg_20"][key][:, :2][padded] = np.nan
+    report = validate_submission(_write(path, groups), data_dir=workspace["data"])
+    assert report.ok, report.errors
+    targets = {_group(d, b): workspace["targets"][(d, b)] for d, b in GROUPS}
+    reference = run_reference("evaluate_ref.py", write_h5_groups(tmp_path / "t.h5", targets), path)
+    assert_results_equal(report.scores, reference)
+    inside = np.argwhere(~np.isnan(target["eval_spikes_heldout"][:, :, 0]))[0]
+    groups["dmfc_rsg_20"]["eval_rates_heldin"][inside[0], inside[1], 0] = np.nan
+    errors = _errors(_write(path, groups), workspace)
+    nan_error = "dmfc_rsg_20/eval_rates_heldin: NaN rates inside the evaluated window"
+    assert any(e.startswith(nan_error) for e in errors)
+
+
+def test_validate_cli_lists_problems_and_exits_1(good_file, workspace, nlbkit_cli):
+    path, groups = good_file
+    groups["mc_maze_small"]["eval_rates_heldin"][0, 0, 0] = np.inf
+    proc = nlbkit_cli("validate", _write(path, groups), "--data-dir", workspace["data"], check=False)
+    assert proc.returncode == 1
+    assert "invalid: mc_maze_small/eval_rates_heldin: infinite rates" in proc.stderr
+    assert "not fit for upload" in proc.stderr.splitlines()[-1]
+
+
+def test_validate_without_tensors_checks_structure(good_file, tmp_path):
+    path, groups = good_file
+    report = validate_submission(_write(path, groups, phase="test"), data_dir=tmp_path / "none")
+    assert report.ok and report.scores is None
+    assert any("shapes not checked" in w for w in report.warnings)
+    groups["dmfc_rsg_20"]["eval_rates_heldout"][0, 5, :] = np.nan  # not front padding
+    errors = validate_submission(_write(path, groups), data_dir=tmp_path / "none").errors
+    assert "dmfc_rsg_20/eval_rates_heldout: NaN rates other than whole bins before set" in errors
+
+
+def test_unreadable_file(tmp_path):
+    bad = tmp_path / "sub.h5"
+    bad.write_text("not hdf5")
+    with pytest.raises(NlbkitError, match="not a readable HDF5 file"):
+        validate_submission(bad)
+
+
+def test_write_is_atomic(tmp_path):
+    target = tmp_path / "sub.h5"
+    with pytest.raises(KeyError):
+        from nlbkit.submission import write_submission
+
+        write_submission({"mc_maze": {"eval_rates_heldin": np.zeros((1, 1, 1))}}, target, "test")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- evalai ---------------------------------------------------------------------------------------
+
+def _fake_evalai(bin_dir, body):
+    bin_dir.mkdir()
+    script = bin_dir / "evalai"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+
+
+def test_evalai_upload_runs_the_cli(tmp_path, monkeypatch):
+    log = tmp_path / "args.txt"
+    _fake_evalai(tmp_path / "bin", f'echo "$@" > {log}; read answer; echo "answer=$answer" >> {log}; '
+                                    'echo "Your file sub.h5 with the ID 9 is successfully submitted."')
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    out = evalai_upload(tmp_path / "sub.h5", phase="val")
+    assert "successfully submitted" in out
+    assert log.read_text().splitlines() == [f"challenge 1256 phase 2539 submit --file {tmp_path / 'sub.h5'}",
+                                            "answer=N"]
+
+
+def test_evalai_failures_are_clear(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(NlbkitError, match="evalai CLI is not installed"):
+        evalai_upload(tmp_path / "sub.h5")
+    _fake_evalai(tmp_path / "bin", 'echo "The authentication token json file does not exist"; exit 1')
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}/usr/bin:/bin")
+    with pytest.raises(NlbkitError, match="evalai set_token"):
+        evalai_upload(tmp_path / "sub.h5")
+
+
+def test_evaluate_table_and_read_back(workspace):
+    run = workspace["run_dirs"][("mc_maze_small", 20, "langevin")]
+    score = score_run(run)
+    target = workspace["targets"][("mc_maze_small", 20)]
+    rates = read_h5_groups(run / "rates.h5")["mc_maze_small_20"]
+    assert score.scores == evaluate_group("mc_maze_small", 20, target, rates)
+    assert evaluate({"mc_maze_small_20": target}, {"mc_maze_small_20": rates})[0]["mc_maze_scaling_20_split"]
