@@ -39,10 +39,19 @@ def _open_h5(path: str | os.PathLike) -> h5py.File:
         raise NlbkitError(f"{path}: not a readable HDF5 file ({exc})") from None
 
 
-def _read_dataset(dset: h5py.Dataset) -> np.ndarray:
-    value = dset[()]
-    # Variable-length arrays (eval_cond_idx) come back as an object array of arrays.
-    return np.asarray(value) if not isinstance(value, np.ndarray) else value
+def _read_member(obj: h5py.Dataset | h5py.Group) -> np.ndarray | None:
+    """An array; index lists (eval_cond_idx) may be stored as a variable-length dataset or as a
+    sub-group of datasets named '0', '1', ...: both come back as an object array of arrays."""
+    if isinstance(obj, h5py.Dataset):
+        value = obj[()]
+        return value if isinstance(value, np.ndarray) else np.asarray(value)
+    names = list(obj.keys())
+    if not names or not all(n.isdigit() for n in names):
+        return None
+    out = np.empty(len(names), dtype=object)
+    for i, name in enumerate(sorted(names, key=int)):
+        out[i] = obj[name][()]
+    return out
 
 
 def read_h5_groups(path: str | os.PathLike, groups: Iterable[str] | None = None) -> Groups:
@@ -55,7 +64,8 @@ def read_h5_groups(path: str | os.PathLike, groups: Iterable[str] | None = None)
                 raise NlbkitError(f"{path}: group '{name}' not found (has: {', '.join(h5.keys())})")
             obj = h5[name]
             if isinstance(obj, h5py.Group):
-                out[name] = {k: _read_dataset(v) for k, v in obj.items() if isinstance(v, h5py.Dataset)}
+                members = {k: _read_member(v) for k, v in obj.items()}
+                out[name] = {k: v for k, v in members.items() if v is not None}
         return out
 
 
