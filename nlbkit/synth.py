@@ -1,0 +1,222 @@
+"""Generated NLB datasets: spikes from a Lorenz-driven Poisson model, in each dataset's NWB layout.
+
+`write_dataset` lays out a session (`synth_layouts`), draws latents, rates and spikes
+(`synth_latents`), and writes the train NWB (train/val trials, every unit, behaviour), the test
+NWB (test trials re-timed back to back, held-in units only) and `ground_truth.h5`, from which
+`oracle_rates` (`synth_oracle`) recomputes the true rates of any window.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from nlbkit.datasets import DATASET_NAMES, get_spec
+from nlbkit.errors import NlbkitError
+from nlbkit.paths import atomic_path, dataset_dir
+from nlbkit.synth_latents import TICKS_PER_MS, LatentTimeline, integrate, session_spikes, ticks_to_seconds
+from nlbkit.synth_layouts import SCALES, Layout, make_layout
+from nlbkit.synth_nwb import (
+    behavior_series,
+    complement,
+    in_spans,
+    merge_spans,
+    subtract_spans,
+    trials_table,
+    units_table,
+    write_nwb,
+)
+from nlbkit.synth_oracle import GROUND_TRUTH_NAME, load_ground_truth, oracle_rates
+
+__all__ = ["GROUND_TRUTH_NAME", "SCALES", "load_ground_truth", "oracle_rates", "write_dataset", "write_all"]
+
+TEST_SPACING_MS = 100  # test trials sit back to back in the test file, this far apart
+_SUBJECTS = {"mc_rtt": "Indy", "area2_bump": "Han", "dmfc_rsg": "Haydn"}
+_INTERLEAVED_HELDOUT = ("area2_bump", "dmfc_rsg")  # elsewhere held-out units come last
+
+
+def write_dataset(
+    dataset: str, data_dir: str | os.PathLike | None = None, seed: int = 0, scale: str = "small"
+) -> tuple[Path, Path]:
+    """Generate `dataset` into `<data_dir>/<dataset>/` under the real NLB file names.
+
+    Writes the train NWB, the test NWB and `ground_truth.h5`; returns (train path, test path).
+    The same (dataset, seed, scale) always gives the same files' contents.
+    """
+    spec = get_spec(dataset)
+    if scale not in SCALES:
+        raise NlbkitError(f"unknown scale '{scale}'; use one of {', '.join(SCALES)}")
+    rng = np.random.default_rng([seed, DATASET_NAMES.index(dataset)])
+    layout = make_layout(spec, scale, rng)
+    timeline = _timeline(layout)
+    weights, bias, heldout = _units(layout, dataset, rng)
+    unit, ticks = session_spikes(timeline, weights, bias, layout.session_ms, rng)
+    out_dir = dataset_dir(dataset, data_dir)
+    gaps = _train_gaps(layout, rng)
+    obs = complement(gaps, 0.0, layout.session_ms / 1000.0)
+    train_path = _write_train(spec, layout, timeline, unit, ticks, heldout, obs, out_dir, seed, rng)
+    test_path, shifts = _write_test(spec, layout, unit, ticks, heldout, out_dir, seed, rng)
+    _write_ground_truth(out_dir / GROUND_TRUTH_NAME, dataset, seed, scale, layout, timeline,
+                        weights, bias, heldout, obs, shifts)
+    return train_path, test_path
+
+
+def write_all(
+    data_dir: str | os.PathLike | None = None, seed: int = 0, scale: str = "small"
+) -> list[tuple[Path, Path]]:
+    """Generate all seven datasets; returns their (train, test) paths in registry order."""
+    return [write_dataset(name, data_dir, seed=seed, scale=scale) for name in DATASET_NAMES]
+
+
+def _timeline(layout: Layout) -> LatentTimeline:
+    lengths = layout.epoch_len_ms
+    paths = integrate(layout.epoch_init, int(lengths.max()))
+    keep = np.arange(paths.shape[1])[None, :] < lengths[:, None]
+    return LatentTimeline(layout.epoch_start_ms, lengths, paths[keep])
+
+
+def _units(layout: Layout, dataset: str, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Read-out weights (units, 3), biases (units,) in log Hz, and the held-out flags, in file order."""
+    n = layout.n_heldin + layout.n_heldout
+    weights = rng.normal(0.0, 1.0, size=(n, 3)) * rng.uniform(0.4, 0.9, size=(n, 1))
+    bias = np.log(rng.uniform(4.0, 25.0, size=n))
+    heldout = np.arange(n) >= layout.n_heldin
+    if dataset in _INTERLEAVED_HELDOUT:
+        heldout = rng.permutation(heldout)
+    return weights, bias, heldout
+
+
+def _train_gaps(layout: Layout, rng: np.random.Generator) -> np.ndarray:
+    """Unobserved spans of the train file (s): the test trials' time and a few inter-trial gaps.
+
+    Edges fall off the millisecond grid; spans every train/val window needs stay observed.
+    """
+    split = layout.split
+    starts = layout.trials["start_time"][split == "test"] * 1000.0
+    stops = layout.trials["stop_time"][split == "test"] * 1000.0
+    n = len(starts)
+    slots = np.stack([starts + rng.uniform(0.1, 0.9, n), stops - rng.uniform(0.1, 0.9, n)], axis=1)
+    gaps = subtract_spans(np.concatenate([slots, layout.free_gap_ms]), layout.required_ms.astype(float))
+    gaps = gaps[gaps[:, 1] - gaps[:, 0] > 1.0]
+    return np.round(merge_spans(gaps) / 1000.0, 6)
+
+
+def _write_train(spec, layout, timeline, unit, ticks, heldout, obs, out_dir, seed, rng) -> Path:
+    times = ticks_to_seconds(ticks)
+    keep = in_spans(times, obs)
+    counts = np.bincount(unit[keep], minlength=len(heldout))
+    units = units_table(np.arange(len(heldout)), heldout, times[keep], counts, obs)
+    rows = layout.split != "test"
+    columns = {c: layout.trials[c][rows] for c in layout.train_columns}
+    trials = trials_table(columns, layout.column_descriptions)
+    behavior = _behavior(layout, timeline, rng)
+    return write_nwb(
+        out_dir / spec.train_asset_name,
+        identifier=f"nlbkit-synth-{spec.name}-seed{seed}-train",
+        description=f"Generated data in the layout of the NLB dataset {spec.name} (train and val trials).",
+        session_id=spec.name,
+        subject=_SUBJECTS.get(spec.name, "Jenkins"),
+        units=units,
+        trials=trials,
+        behavior=behavior,
+    )
+
+
+def _write_test(spec, layout, unit, ticks, heldout, out_dir, seed, rng) -> tuple[Path, np.ndarray]:
+    """Test trials, back to back from time 0; returns the path and each trial's shift (ms)."""
+    windows = layout.test_window_ms
+    length = int(windows[0, 1] - windows[0, 0])
+    new_start = np.arange(len(windows), dtype=np.int64) * (length + TEST_SPACING_MS)
+    shifts = new_start - windows[:, 0]
+    # Some trials lose a few (fractional) ms of observation at one end: NaN bins there.
+    obs = np.stack([new_start, new_start + length], axis=1) / 1000.0
+    cut = rng.random(len(obs))
+    obs[cut < 0.08, 0] += rng.uniform(0.0005, 0.025, size=(cut < 0.08).sum())
+    obs[cut > 0.92, 1] -= rng.uniform(0.0005, 0.025, size=(cut > 0.92).sum())
+    obs = np.round(obs, 6)
+    heldin_idx = np.flatnonzero(~heldout)
+    sel = np.isin(unit, heldin_idx)
+    u, t = unit[sel], ticks[sel]
+    parts_u, parts_t = [], []
+    for k, (w0, w1) in enumerate(windows):
+        in_w = (t >= w0 * TICKS_PER_MS) & (t < w1 * TICKS_PER_MS)
+        parts_u.append(u[in_w])
+        parts_t.append(t[in_w] + shifts[k] * TICKS_PER_MS)
+    u, t = np.concatenate(parts_u), np.concatenate(parts_t)
+    times = ticks_to_seconds(t)
+    keep = in_spans(times, obs)
+    u, times = u[keep], times[keep]
+    order = np.lexsort((times, u))
+    u, times = u[order], times[order]
+    counts = np.bincount(np.searchsorted(heldin_idx, u), minlength=len(heldin_idx))
+    rows = layout.split == "test"
+    columns = {}
+    for name in layout.test_columns:
+        values = layout.trials[name][rows]
+        if name.endswith("_time"):
+            values = np.round(values + shifts / 1000.0, 3)
+        columns[name] = values
+    columns["start_time"] = new_start / 1000.0
+    columns["stop_time"] = (new_start + length) / 1000.0
+    # Each unit's obs_intervals hold one span per trial, as in the NLB test files.
+    units = units_table(heldin_idx, np.zeros(len(heldin_idx), bool), times, counts, obs)
+    path = write_nwb(
+        out_dir / spec.test_asset_name,
+        identifier=f"nlbkit-synth-{spec.name}-seed{seed}-test",
+        description=f"Generated data in the layout of the NLB dataset {spec.name} (test trials).",
+        session_id=spec.name,
+        subject=_SUBJECTS.get(spec.name, "Jenkins"),
+        units=units,
+        trials=trials_table(columns, layout.column_descriptions),
+    )
+    return path, shifts
+
+
+def _behavior(layout: Layout, timeline: LatentTimeline, rng: np.random.Generator) -> list:
+    """The 1 kHz behaviour series: velocities read out from the latents, positions integrated."""
+    if not layout.behavior:
+        return []
+    lo, hi = layout.behavior_span_ms or (0, layout.session_ms)
+    z = timeline.dense(lo, hi)
+    velocities: dict[str, np.ndarray] = {}
+    out = []
+    for series in layout.behavior:
+        ncol = len(series.columns)
+        if series.kind == "velocity":
+            data = _readout(z, ncol, rng)
+            velocities[series.name] = data
+        elif series.kind == "position":
+            if series.source not in velocities:
+                velocities[series.source] = _readout(z, 2, rng)
+            vel = velocities[series.source]
+            data = np.cumsum(vel[:, np.arange(ncol) % vel.shape[1]], axis=0) / 1000.0
+            data += rng.normal(0.0, 1.0, size=ncol)
+        else:  # targets: a new random position every second or so
+            steps = rng.normal(0.0, 50.0, size=((hi - lo) // 1000 + 1, ncol))
+            data = np.repeat(steps, 1000, axis=0)[: hi - lo]
+        out.append(behavior_series(series.name, data, series.columns, series.unit, series.description, lo))
+    return out
+
+
+def _readout(z: np.ndarray, ncol: int, rng: np.random.Generator) -> np.ndarray:
+    weights = rng.normal(0.0, 40.0, size=(z.shape[1], ncol))
+    data = z.astype(np.float64) @ weights
+    data += rng.normal(0.0, 2.0, size=data.shape)
+    return data
+
+
+def _write_ground_truth(path, dataset, seed, scale, layout, timeline, weights, bias, heldout, obs, shifts):
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs.update(dataset=dataset, seed=seed, scale=scale, session_ms=layout.session_ms,
+                       rate_model="rate_hz = exp(latents @ weights.T + bias); zero latents outside epochs")
+        f["epoch_start_ms"] = timeline.starts
+        f["epoch_len_ms"] = timeline.lengths
+        f.create_dataset("latents", data=timeline.latents, compression="gzip", shuffle=True)
+        f["weights"] = weights
+        f["bias"] = bias
+        f["heldout"] = heldout
+        f["train_obs_intervals"] = obs
+        f["test_shift_ms"] = shifts

@@ -1,0 +1,78 @@
+"""Check that nlb_tools reads generated datasets and builds every tensor from them (reference env).
+
+Usage: synth_smoke_ref.py DATA_DIR BIN_MS DATASET [DATASET ...]
+
+For each dataset, loads `DATA_DIR/<dataset>/` the way the NLB tutorials do (`NWBDataset` on the
+folder: train and test files stacked), resamples to BIN_MS and runs make_train_input_tensors
+(behaviour and forward prediction), make_eval_input_tensors on val and test, and
+make_eval_target_tensors with PSTHs. Prints one JSON line: {dataset: {key: {shape, nan}}}.
+
+pandas >= 1.4 defect (NLB_SPEC.md, "Known defects"): `NWBDataset.load` leaves the merged time
+index unsorted when a behaviour series does not span the session (generated mc_rtt does so on
+purpose). We apply the fix at run time: `NWBDataset.load` is wrapped to sort the frame's index,
+as pandas 1.3 did. Nothing else in nlb_tools is changed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import numpy as np
+from nlb_tools import make_tensors as mt
+from nlb_tools.nwb_interface import NWBDataset
+
+logging.disable(logging.WARNING)
+
+_original_load = NWBDataset.load
+
+
+def _sorted_load(self, fpath, split_heldout=True, skip_fields=()):
+    data, trial_info, descriptions, bin_width = _original_load(
+        self, fpath, split_heldout=split_heldout, skip_fields=list(skip_fields)
+    )
+    return data.sort_index(), trial_info, descriptions, bin_width
+
+
+NWBDataset.load = _sorted_load
+
+
+def summary(arrays: dict) -> dict:
+    out = {}
+    for key, value in arrays.items():
+        value = np.asarray(value)
+        if value.dtype == object:
+            out[key] = {"shape": [len(value)], "nan": 0}
+        else:
+            out[key] = {"shape": list(value.shape), "nan": int(np.isnan(value.astype(float)).sum())}
+    return out
+
+
+def run(folder: str, name: str, bin_ms: int) -> dict:
+    ds = NWBDataset(folder)
+    ds.resample(bin_ms)
+    result = {}
+    train = mt.make_train_input_tensors(
+        ds, name, trial_split="train", include_behavior=True, include_forward_pred=True, save_file=False
+    )
+    result.update({f"train/{k}": v for k, v in summary(train).items()})
+    val = mt.make_eval_input_tensors(ds, name, trial_split="val", save_file=False)
+    result.update({f"val/{k}": v for k, v in summary(val).items()})
+    test = mt.make_eval_input_tensors(ds, name, trial_split="test", save_file=False)
+    result.update({f"test/{k}": v for k, v in summary(test).items()})
+    target = mt.make_eval_target_tensors(
+        ds, name, train_trial_split="train", eval_trial_split="val", include_psth=True, save_file=False
+    )
+    group = target[name if bin_ms == 5 else f"{name}_{bin_ms}"]
+    result.update({f"val_target/{k}": v for k, v in summary(group).items()})
+    return result
+
+
+def main(argv: list[str]) -> None:
+    folder, bin_ms, names = argv[0], int(argv[1]), argv[2:]
+    print(json.dumps({name: run(f"{folder}/{name}", name, bin_ms) for name in names}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
