@@ -157,14 +157,14 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, requests.RequestException)
 
 
-def check_free_space(final: Path, needed: int) -> None:
-    """Fail before downloading when the file system cannot hold `needed` more bytes."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(final.parent).free
+def check_free_space(directory: Path, needed: int, what: str) -> None:
+    """Fail before downloading when the file system of `directory` cannot hold `needed` more bytes."""
+    directory.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(directory).free
     if needed > free:
         raise NlbkitError(
-            f"not enough disk space for {final}: {human_bytes(needed)} to download, "
-            f"{human_bytes(free)} free in {final.parent}"
+            f"not enough disk space in {directory} for {what}: {human_bytes(needed)} to download, "
+            f"{human_bytes(free)} free"
         )
 
 
@@ -192,7 +192,7 @@ def download_verified(
     """
     policy = policy or RetryPolicy()
     label = label or final.name
-    check_free_space(final, expected.size - min(partial_bytes(final), expected.size))
+    check_free_space(final.parent, expected.size - min(partial_bytes(final), expected.size), final.name)
     started = time.monotonic()
     try:
         return _download_once(final, expected, open_from, policy, progress, label, started)

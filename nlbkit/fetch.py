@@ -29,11 +29,14 @@ from nlbkit.download import (
     Opener,
     RetryPolicy,
     Transfer,
+    check_free_space,
     check_local,
     describe_request_error,
     download_verified,
+    partial_bytes,
 )
 from nlbkit.errors import NlbkitError
+from nlbkit.paths import data_dir as resolve_data_dir
 from nlbkit.paths import dataset_dir
 
 DEFAULT_INSTANCE = "https://api.dandiarchive.org/api"
@@ -252,13 +255,22 @@ def fetch(
     """
     names = dataset_names(datasets)
     instance = instance_url(instance)
-    outcomes: list[FileOutcome] = []
     with quiet_dandi(not verbose):
         client = connect(instance, policy)
-        for name in names:
-            for remote in remote_files(client, get_spec(name), version):
-                outcomes.append(fetch_file(remote, data_dir, instance, progress, policy, echo))
-    return outcomes
+        remotes = [remote for name in names for remote in remote_files(client, get_spec(name), version)]
+        _check_total_space(remotes, data_dir)
+        return [fetch_file(remote, data_dir, instance, progress, policy, echo) for remote in remotes]
+
+
+def _check_total_space(remotes: list[RemoteFile], data_dir: str | os.PathLike | None) -> None:
+    """Before the first byte: is there room for every file not yet complete? (One file system.)"""
+    needed = 0
+    for remote in remotes:
+        path = remote.local_path(data_dir)
+        if not (path.exists() and path.stat().st_size == remote.size):
+            needed += remote.size - min(partial_bytes(path), remote.size)
+    if needed:
+        check_free_space(resolve_data_dir(data_dir), needed, f"{len(remotes)} file(s)")
 
 
 def fetch_file(

@@ -14,6 +14,7 @@ Faults for tests: `drop_after[key]` is a list of byte counts; each download of `
 or a file name) takes the next count and closes the connection after sending that many bytes of a
 response that announced the full length. `fail(pattern, status, times)` answers `status` to
 requests whose path matches the regular expression `pattern`, `times` times (None: always).
+`ignore_range` makes downloads answer 200 with the whole body even to a Range request.
 Every request is recorded in `requests` (method, path, query, headers).
 
 The server runs in daemon threads and stops by itself after `lifetime_s` seconds.
@@ -86,6 +87,7 @@ class DandiServer:
         self.dandisets: dict[str, _Dandiset] = {}
         self.files: dict[str, bytes] = {}
         self.drop_after: dict[str, list[int]] = {}
+        self.ignore_range = False  # answer Range requests with the whole body (200), as some servers do
         self.requests: list[Recorded] = []
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
@@ -344,7 +346,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _bytes(self, content: bytes, key: str) -> None:
         start, status = 0, 200
-        if m := re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", "")):
+        range_header = "" if self.server_state.ignore_range else self.headers.get("Range", "")
+        if m := re.fullmatch(r"bytes=(\d+)-", range_header):
             start, status = int(m.group(1)), 206
             if start >= len(content):
                 self.send_response(416)
@@ -371,3 +374,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(2)
             return
         self.wfile.write(body)
+
+
+def running_server(monkeypatch, lifetime_s: float = 120.0):
+    """Body of a pytest fixture: a started server, stopped afterwards.
+
+    nlbkit reads in small chunks here, so that a connection cut mid-file has delivered whole
+    chunks before the cut (a cut loses the chunk being read).
+    """
+    import nlbkit.download
+
+    monkeypatch.setattr(nlbkit.download, "CHUNK_BYTES", 16 * 1024)
+    with DandiServer(lifetime_s=lifetime_s) as srv:
+        yield srv

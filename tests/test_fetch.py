@@ -20,7 +20,7 @@ import socket  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-from dandi_server import DandiServer, ServedAsset  # noqa: E402
+from dandi_server import DandiServer, ServedAsset, running_server  # noqa: E402
 
 from nlbkit import download as download_mod  # noqa: E402
 from nlbkit.datasets import get_spec  # noqa: E402
@@ -35,10 +35,7 @@ CLI_ENV = {"DANDI_NO_ET": "1", "DANDI_CACHE": "ignore"}
 
 @pytest.fixture
 def server(monkeypatch):
-    # Small reads, so that a connection cut mid-file has delivered whole chunks before it.
-    monkeypatch.setattr(download_mod, "CHUNK_BYTES", 16 * 1024)
-    with DandiServer(lifetime_s=120) as srv:
-        yield srv
+    yield from running_server(monkeypatch)
 
 
 @pytest.fixture
