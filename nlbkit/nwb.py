@@ -1,0 +1,244 @@
+"""Reading NLB NWB files with h5py: units, observation intervals, the trials table, behaviour.
+
+Only what the tensors need is read, and the 1 kHz behaviour only when asked for. Times follow
+nlb_tools' loader: the session is a 1 ms grid of `n_samples` samples starting at 0 s; a spike at
+`t` seconds falls in sample `int(round(t * 1000, 6))`; a unit group (held-in or held-out) is
+observed on the samples its first unit's `obs_intervals` cover, `[ceil(start), floor(end))` in ms.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from nlbkit.errors import NlbkitError
+
+
+@dataclass
+class UnitGroup:
+    """Held-in or held-out units of a session, in nlb_tools' column order (ascending unit id).
+
+    `spikes` holds, per unit, the sorted 1 ms sample index of each spike that falls in an observed
+    sample (int32); `observed` the merged half-open sample ranges `(k, 2)` where the group is
+    observed (outside them nlb_tools puts NaN).
+    """
+
+    ids: np.ndarray
+    spikes: list[np.ndarray]
+    observed: np.ndarray
+
+    @property
+    def n_units(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class BehaviorInfo:
+    """Where a 1 kHz behaviour TimeSeries lives in the file, and its column names."""
+
+    h5_path: str
+    columns: list[str]
+
+
+@dataclass
+class Session:
+    """One NWB file as the tensors see it.
+
+    `trials` maps column names to arrays (times in seconds, `split` as str, `trial_id` from the
+    table's ids); `n_samples` is the length of nlb_tools' 1 ms grid.
+    """
+
+    path: Path
+    n_samples: int
+    heldin: UnitGroup
+    heldout: UnitGroup | None
+    trials: dict[str, np.ndarray]
+    behavior: dict[str, BehaviorInfo] = field(default_factory=dict)
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.trials["trial_id"])
+
+    def read_behavior(self, name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """A behaviour series: (1 ms sample index (n,), values (n, channels), column names).
+
+        Columns are in nlb_tools' order (names sorted as strings). Samples must lie on the
+        1 ms grid of the session, as nlb_tools requires (it silently drops the series otherwise).
+        """
+        info = self.behavior.get(name)
+        if info is None:
+            raise NlbkitError(f"{self.path}: no behaviour series '{name}' in processing/ or acquisition/")
+        with _open(self.path) as f:
+            ts = f[info.h5_path]
+            data = ts["data"][()]
+            if data.ndim == 1:
+                data = data[:, None]
+            if "timestamps" in ts:
+                times = ts["timestamps"][()]
+            else:
+                start = ts["starting_time"]
+                rate = float(start.attrs["rate"])
+                times = np.arange(data.shape[0]) / rate + float(start[()])
+        samples_f = np.round(times * 1000.0, 6)
+        samples = np.round(samples_f).astype(np.int64)
+        if np.any(np.abs(samples_f - samples) > 1e-6) or samples.min() < 0 or samples.max() >= self.n_samples:
+            raise NlbkitError(
+                f"{self.path}: behaviour '{name}' has samples off the 1 ms grid of the spike data "
+                f"[0, {self.n_samples}) ms"
+            )
+        order = np.argsort(info.columns, kind="stable")
+        return samples, data[:, order], [info.columns[i] for i in order]
+
+
+def _open(path: Path) -> h5py.File:
+    if not path.exists():
+        raise NlbkitError(f"{path}: file not found")
+    if path.is_dir():
+        raise NlbkitError(f"{path}: is a directory, not an NWB file")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        reason = f"not a readable NWB/HDF5 file (truncated or another format): {exc}"
+        raise NlbkitError(f"{path}: {reason}") from None
+
+
+def _ragged(table: h5py.Group, name: str) -> list[np.ndarray]:
+    data = table[name][()]
+    ends = table[f"{name}_index"][()].astype(np.int64)
+    starts = np.concatenate([[0], ends[:-1]])
+    return [data[a:b] for a, b in zip(starts, ends, strict=True)]
+
+
+def _decode(values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind in "OS":
+        return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=object)
+    return values
+
+
+def _sample_index(times_s: np.ndarray) -> np.ndarray:
+    """nlb_tools' 1 ms binning: truncation of the time in ms rounded to 6 decimals."""
+    return np.round(times_s * 1000.0, 6).astype(np.int64)
+
+
+def observed_at(observed: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """Whether each 1 ms sample lies in one of the half-open `observed` ranges `(k, 2)`."""
+    if len(observed) == 0:
+        return np.zeros(samples.shape, dtype=bool)
+    r = np.searchsorted(observed[:, 0], samples, side="right") - 1
+    return (r >= 0) & (samples < observed[np.maximum(r, 0), 1])
+
+
+def _observed_ranges(intervals: np.ndarray, n_samples: int) -> np.ndarray:
+    """Merged `[ceil(start), floor(end))` sample ranges, clipped to the session."""
+    if len(intervals) == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    lo = np.ceil(np.round(intervals[:, 0] * 1000.0, 6)).astype(np.int64)
+    hi = np.floor(np.round(intervals[:, 1] * 1000.0, 6)).astype(np.int64)
+    lo, hi = np.clip(lo, 0, n_samples), np.clip(hi, 0, n_samples)
+    keep = hi > lo
+    lo, hi = lo[keep], hi[keep]
+    order = np.argsort(lo, kind="stable")
+    merged: list[list[int]] = []
+    for a, b in zip(lo[order], hi[order], strict=True):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], int(b))
+        else:
+            merged.append([int(a), int(b)])
+    return np.array(merged, dtype=np.int64).reshape(-1, 2)
+
+
+def _read_trials(path: Path, f: h5py.File) -> dict[str, np.ndarray]:
+    if "intervals/trials" not in f:
+        raise NlbkitError(f"{path}: no trials table (intervals/trials); not an NLB NWB file")
+    table = f["intervals/trials"]
+    for required in ("start_time", "stop_time", "split"):
+        if required not in table:
+            raise NlbkitError(f"{path}: trials table has no '{required}' column")
+    trials: dict[str, np.ndarray] = {"trial_id": table["id"][()].astype(np.int64)}
+    for name, obj in table.items():
+        if name == "id" or name.endswith("_index") or not isinstance(obj, h5py.Dataset):
+            continue
+        if f"{name}_index" in table or obj.ndim != 1:
+            continue  # ragged or multi-dimensional columns carry no per-trial scalar
+        trials[name] = _decode(obj[()])
+    trials["split"] = trials["split"].astype(str)
+    return trials
+
+
+def _find_behavior(f: h5py.File) -> dict[str, BehaviorInfo]:
+    """TimeSeries in acquisition/ and directly in processing modules, named as nlb_tools names them."""
+    found: dict[str, BehaviorInfo] = {}
+    parents = [f["acquisition"]] if "acquisition" in f else []
+    if "processing" in f:
+        parents += [g for g in f["processing"].values() if isinstance(g, h5py.Group)]
+    for parent in parents:
+        for name, obj in parent.items():
+            timed = "timestamps" in obj or "starting_time" in obj if isinstance(obj, h5py.Group) else False
+            if timed and "data" in obj:
+                comments = obj.attrs.get("comments", "")
+                comments = comments.decode() if isinstance(comments, bytes) else str(comments)
+                if "columns=" in comments:
+                    columns = comments.split("[")[-1].split("]")[0].split(",")
+                else:
+                    width = 1 if obj["data"].ndim == 1 else obj["data"].shape[1]
+                    columns = [f"{i:04d}" for i in range(width)]
+                found[name] = BehaviorInfo(obj.name, columns)
+    return found
+
+
+def _unit_group(ids, units: h5py.Group, intervals, select, n_samples) -> UnitGroup | None:
+    rows = np.flatnonzero(select)
+    if len(rows) == 0:
+        return None
+    observed = _observed_ranges(np.asarray(intervals[rows[0]]).reshape(-1, 2), n_samples)
+    rows = rows[np.argsort(ids[rows], kind="stable")]
+    dtype = np.int32 if n_samples < 2**31 else np.int64
+    ends = units["spike_times_index"][()].astype(np.int64)
+    starts = np.concatenate([[0], ends[:-1]])
+    out = []
+    for r in rows:  # unit by unit, so the whole spike_times column is never in memory at once
+        try:
+            times = units["spike_times"][starts[r] : ends[r]]
+        except (OSError, ValueError) as exc:
+            raise NlbkitError(f"cannot read units/spike_times: {exc}") from None
+        idx = np.sort(_sample_index(times))
+        # a spike in an unobserved sample is overwritten by NaN in nlb_tools' frame: it never counts
+        out.append(idx[observed_at(observed, idx)].astype(dtype))
+    return UnitGroup(ids=ids[rows], spikes=out, observed=observed)
+
+
+def read_session(path: str | Path) -> Session:
+    """Read an NLB train or test NWB file; bad input raises NlbkitError naming the file."""
+    path = Path(path)
+    with _open(path) as f:
+        if "units" not in f or "spike_times" not in f["units"]:
+            raise NlbkitError(f"{path}: no units table with spike_times; not an NLB NWB file")
+        units = f["units"]
+        for required in ("spike_times_index", "obs_intervals", "obs_intervals_index", "heldout"):
+            if required not in units:
+                raise NlbkitError(f"{path}: units table has no '{required}' column")
+        trials = _read_trials(path, f)
+        ids = units["id"][()].astype(np.int64)
+        heldout = units["heldout"][()].astype(bool)
+        intervals = _ragged(units, "obs_intervals")
+        if not intervals or any(len(iv) == 0 for iv in intervals):
+            raise NlbkitError(f"{path}: a unit has no obs_intervals")
+        # nlb_tools: the session ends at the last unit's last observed time (or the last trial).
+        end = round(max(float(np.reshape(iv, (-1, 2))[-1, 1]) for iv in intervals) * 1000.0)
+        last_stop = float(trials["stop_time"][-1]) if len(trials["stop_time"]) else 0.0
+        if end < last_stop:  # nlb_tools compares ms with s here; kept for parity
+            end = round(last_stop * 1000.0)
+        n_samples = math.ceil(end)
+        try:
+            heldin = _unit_group(ids, units, intervals, ~heldout, n_samples)
+            held = _unit_group(ids, units, intervals, heldout, n_samples)
+        except NlbkitError as exc:
+            raise NlbkitError(f"{path}: {exc}") from None
+        if heldin is None:
+            raise NlbkitError(f"{path}: no held-in units (every unit is marked heldout)")
+        behavior = _find_behavior(f)
+    return Session(path, n_samples, heldin, held, trials, behavior)

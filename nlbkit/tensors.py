@@ -1,0 +1,167 @@
+"""NWB files to the NLB tensors of one dataset and bin size, exactly as nlb_tools makes them.
+
+Groups (nlb_tools call in brackets; `ds` is the train NWB resampled to `bin_ms`, `test_ds` the test NWB):
+- `train`: `make_train_input_tensors(ds, name, 'train', include_behavior=True, include_forward_pred=True)`
+- `trainval`: the same over `['train', 'val']` (what a test-phase model trains on)
+- `val`: `make_eval_input_tensors(ds, name, 'val')`
+- `test`: `make_eval_input_tensors(test_ds, name, 'test')`
+- `val_target`: `make_eval_target_tensors(ds, name, 'train', 'val', include_psth=True)[group name]`
+
+Arrays are built from the spike times of each trial window, never through a 1 ms frame of the
+session; see `nlbkit.binning` for the binning rules.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+from tqdm.auto import tqdm
+
+from nlbkit.datasets import DatasetSpec, check_bin, get_spec
+from nlbkit.errors import NlbkitError
+from nlbkit.inputs import Context, eval_input, train_input
+from nlbkit.nwb import read_session
+from nlbkit.paths import atomic_path, dataset_dir, tensors_path
+from nlbkit.targets import val_target
+
+GROUPS: tuple[str, ...] = ("train", "trainval", "val", "test", "val_target")
+Tensors = dict[str, dict[str, np.ndarray]]
+
+
+def _find_asset(folder: Path, exact: str, glob: str, what: str) -> Path:
+    if (folder / exact).exists():
+        return folder / exact
+    matches = sorted(folder.glob(Path(glob).name)) if folder.is_dir() else []
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        names = [m.name for m in matches]
+        raise NlbkitError(f"{folder}: several {what} NWB files match {Path(glob).name}: {names}")
+    raise NlbkitError(f"{folder / exact}: {what} NWB file not found (run `nlbkit fetch` or `nlbkit synth`)")
+
+
+def nwb_paths(spec: DatasetSpec, data_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """(train, test) NWB paths of a dataset under the data directory."""
+    folder = dataset_dir(spec.name, data_dir)
+    return (
+        _find_asset(folder, spec.train_asset_name, spec.train_asset_glob, "train"),
+        _find_asset(folder, spec.test_asset_name, spec.test_asset_glob, "test"),
+    )
+
+
+_TRAIN_FILE_GROUPS = (
+    ("train", lambda c: train_input(c, c.split_mask("train"))),
+    ("trainval", lambda c: train_input(c, c.split_mask("train", "val"))),
+    ("val", lambda c: eval_input(c, c.split_mask("val"))),
+    ("val_target", val_target),
+)
+
+
+def iter_groups(
+    dataset: str, bin_ms: int, data_dir: str | os.PathLike | None = None, progress: bool = True
+) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    """Yield `(group, arrays)` in `GROUPS` order, one at a time (for writing with a small footprint)."""
+    spec = get_spec(dataset)
+    check_bin(bin_ms)
+    train_path, test_path = nwb_paths(spec, data_dir)
+    bar = tqdm(total=len(GROUPS) + 2, desc=f"{dataset} {bin_ms} ms", unit="step", disable=not progress)
+    bar.set_postfix_str("reading train NWB")
+    ctx = Context(read_session(train_path), spec, bin_ms)
+    bar.update()
+    for name, build in _TRAIN_FILE_GROUPS:
+        bar.set_postfix_str(name)
+        arrays = build(ctx)
+        bar.update()
+        yield name, arrays
+        del arrays
+    del ctx
+    gc.collect()
+    bar.set_postfix_str("test")
+    arrays = build_eval_input(test_path, dataset, bin_ms)
+    bar.update(2)
+    bar.close()
+    yield "test", arrays
+
+
+def build_eval_input(test_nwb: str | os.PathLike, dataset: str, bin_ms: int) -> dict[str, np.ndarray]:
+    """The `test` group alone: `eval_spikes_heldin` of the test trials of a test NWB file."""
+    ctx = Context(read_session(Path(test_nwb)), get_spec(dataset), check_bin(bin_ms))
+    mask = ctx.split_mask("test")
+    if not mask.any():
+        raise NlbkitError(f"{test_nwb}: no trials with split 'test'")
+    return eval_input(ctx, mask)
+
+
+def build_tensors(dataset: str, bin_ms: int, data_dir: str | os.PathLike | None = None) -> Tensors:
+    """All five groups in memory: `{group: {key: array}}` with nlb_tools' key names."""
+    out = dict(iter_groups(dataset, bin_ms, data_dir, progress=False))
+    return {name: out[name] for name in GROUPS}
+
+
+def _write_group(group: h5py.Group, arrays: dict[str, np.ndarray]) -> None:
+    for key, value in arrays.items():
+        if value.dtype == object:  # per-condition trial indices of unequal lengths
+            ds = group.create_dataset(key, (len(value),), dtype=h5py.vlen_dtype(np.int64))
+            for i, item in enumerate(value):
+                ds[i] = np.asarray(item, dtype=np.int64)
+        elif value.ndim >= 2 and value.size > 0:
+            group.create_dataset(key, data=value, compression="lzf", shuffle=True)
+        else:
+            group.create_dataset(key, data=value)
+
+
+def prepare(
+    dataset: str, bin_ms: int = 5, data_dir: str | os.PathLike | None = None, progress: bool = True
+) -> Path:
+    """Write `<data_dir>/<dataset>/tensors_<bin>ms.h5` atomically; returns its path.
+
+    On any error nothing is left behind and an existing tensors file stays as it was.
+    """
+    final = tensors_path(dataset, check_bin(bin_ms), data_dir)
+    nwb_paths(get_spec(dataset), data_dir)  # fail before anything is created
+    with atomic_path(final) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["dataset"] = dataset
+        f.attrs["bin_ms"] = bin_ms
+        for name, arrays in iter_groups(dataset, bin_ms, data_dir, progress=progress):
+            _write_group(f.create_group(name), arrays)
+            del arrays
+    return final
+
+
+def load_tensors(path: str | os.PathLike) -> Tensors:
+    """Read a tensors file back: `{group: {key: array}}` (index lists as object arrays)."""
+    path = Path(path)
+    if not path.exists():
+        raise NlbkitError(f"{path}: tensors file not found (run `nlbkit prepare`)")
+    try:
+        with h5py.File(path, "r") as f:
+            out: Tensors = {}
+            for name, group in f.items():
+                arrays = {}
+                for key, ds in group.items():
+                    if h5py.check_vlen_dtype(ds.dtype) is not None:
+                        values = np.empty(len(ds), dtype=object)
+                        for i in range(len(ds)):
+                            values[i] = ds[i]
+                        arrays[key] = values
+                    else:
+                        arrays[key] = ds[()]
+                out[name] = arrays
+            return out
+    except OSError as exc:
+        raise NlbkitError(f"{path}: not a readable tensors file: {exc}") from None
+
+
+def describe(tensors: Tensors) -> list[str]:
+    """One line per array: `group/key shape dtype`."""
+    lines = []
+    for name, arrays in tensors.items():
+        for key, value in arrays.items():
+            shape = f"{len(value)} conditions" if value.dtype == object else "x".join(map(str, value.shape))
+            lines.append(f"{name}/{key}: {shape} {value.dtype}")
+    return lines

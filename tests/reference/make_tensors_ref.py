@@ -1,0 +1,102 @@
+"""Build the five tensor groups of `nlbkit prepare` with nlb_tools itself (reference environment).
+
+Usage:
+    make_tensors_ref.py OUT.h5 DATASET BIN_MS TRAIN_NWB TEST_NWB [DATASET BIN_MS TRAIN_NWB TEST_NWB ...]
+
+TRAIN_NWB or TEST_NWB may be '-' (absent): then the groups that need that file are not built.
+OUT.h5 gets one HDF5 group per (dataset, bin), named '<dataset>_<bin>', holding the groups
+'train', 'trainval', 'val', 'test', 'val_target' with nlb_tools' arrays, unrounded: float16 spike
+counts are stored as float32 (exact), float64 stays float64, and object arrays of index arrays
+(`train_cond_idx`, `eval_cond_idx`) become sub-groups of datasets named '0', '1', ...
+
+pandas >= 1.4 defect (NLB_SPEC.md, "Known defects"): `NWBDataset.load` concatenates the spike
+frame and the behaviour series without sorting the merged time index, so a behaviour series that
+does not span the whole session leaves rows out of time order. We apply the fix at run time:
+`NWBDataset.load` is wrapped so that the frame it returns has its time index sorted, as pandas
+1.3 did. Nothing else in nlb_tools is changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import h5py
+import numpy as np
+from nlb_tools import make_tensors as mt
+from nlb_tools.nwb_interface import NWBDataset
+
+logging.disable(logging.WARNING)
+
+_original_load = NWBDataset.load
+
+
+def _sorted_load(self, fpath, split_heldout=True, skip_fields=()):
+    data, trial_info, descriptions, bin_width = _original_load(
+        self, fpath, split_heldout=split_heldout, skip_fields=list(skip_fields)
+    )
+    return data.sort_index(), trial_info, descriptions, bin_width
+
+
+NWBDataset.load = _sorted_load
+
+
+def load(path: str, bin_ms: int) -> NWBDataset:
+    dataset = NWBDataset(path)
+    dataset.resample(bin_ms)
+    return dataset
+
+
+def train_groups(path: str, name: str, bin_ms: int) -> dict[str, dict]:
+    ds = load(path, bin_ms)
+    common = dict(save_file=False, include_behavior=True, include_forward_pred=True)
+    groups = {
+        "train": mt.make_train_input_tensors(ds, name, trial_split="train", **common),
+        "trainval": mt.make_train_input_tensors(ds, name, trial_split=["train", "val"], **common),
+        "val": mt.make_eval_input_tensors(ds, name, trial_split="val", save_file=False),
+    }
+    target = mt.make_eval_target_tensors(
+        ds, name, train_trial_split="train", eval_trial_split="val", include_psth=True, save_file=False
+    )
+    groups["val_target"] = target[name if bin_ms == 5 else f"{name}_{bin_ms}"]
+    return groups
+
+
+def test_group(path: str, name: str, bin_ms: int) -> dict[str, dict]:
+    ds = load(path, bin_ms)
+    return {"test": mt.make_eval_input_tensors(ds, name, trial_split="test", save_file=False)}
+
+
+def write(group: h5py.Group, arrays: dict) -> None:
+    for key, value in arrays.items():
+        value = np.asarray(value) if not isinstance(value, np.ndarray) else value
+        if value.dtype == object:
+            sub = group.create_group(key)
+            for i, item in enumerate(value):
+                sub.create_dataset(str(i), data=np.asarray(item).astype(np.int64))
+        elif value.dtype == np.float16:
+            group.create_dataset(key, data=value.astype(np.float32))
+        else:
+            group.create_dataset(key, data=value)
+
+
+def main(argv: list[str]) -> None:
+    out, specs = argv[0], argv[1:]
+    if len(specs) % 4:
+        raise SystemExit("usage: make_tensors_ref.py OUT.h5 (DATASET BIN_MS TRAIN_NWB TEST_NWB)+")
+    with h5py.File(out, "w") as f:
+        for i in range(0, len(specs), 4):
+            name, bin_ms, train_path, test_path = specs[i : i + 4]
+            bin_ms = int(bin_ms)
+            groups: dict[str, dict] = {}
+            if train_path != "-":
+                groups.update(train_groups(train_path, name, bin_ms))
+            if test_path != "-":
+                groups.update(test_group(test_path, name, bin_ms))
+            top = f.create_group(f"{name}_{bin_ms}")
+            for group_name, arrays in groups.items():
+                write(top.create_group(group_name), arrays)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
