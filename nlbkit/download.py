@@ -22,7 +22,7 @@ from pathlib import Path
 import requests
 from dandi.consts import DOWNLOAD_SUFFIX, RETRY_STATUSES
 from dandi.download import DownloadDirectory
-from dandischema.digests.dandietag import ETagHashlike
+from dandischema.digests.dandietag import DandiETag
 from tqdm import tqdm
 
 from nlbkit.errors import NlbkitError
@@ -96,9 +96,44 @@ def partial_bytes(final: Path) -> int:
     return part.stat().st_size if part.exists() else 0
 
 
+class StreamingETag:
+    """The dandi-etag of a file whose bytes arrive in blocks of any size.
+
+    An MD5 per part (part boundaries from dandischema's `DandiETag`), then the MD5 of the part
+    digests and `-<number of parts>`. dandischema's own `ETagHashlike` re-copies its part buffer
+    on every block, which caps it near 16 MB/s with 1 MiB blocks; this one hashes at MD5 speed.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._sizes = [part.size for part in DandiETag(size).get_parts()]
+        self._digests: list[bytes] = []
+        self._md5 = hashlib.md5()
+        self._left = self._sizes[0] if self._sizes else 0
+
+    def update(self, data: bytes) -> None:
+        view = memoryview(data)
+        while len(view):
+            if len(self._digests) == len(self._sizes):
+                raise ValueError("more bytes than the file size")
+            take = min(self._left, len(view))
+            self._md5.update(view[:take])
+            view = view[take:]
+            self._left -= take
+            if self._left == 0:
+                self._digests.append(self._md5.digest())
+                self._md5 = hashlib.md5()
+                if len(self._digests) < len(self._sizes):
+                    self._left = self._sizes[len(self._digests)]
+
+    def hexdigest(self) -> str:
+        if len(self._digests) != len(self._sizes):
+            return f"incomplete-{len(self._digests)}-of-{len(self._sizes)}-parts"
+        return f"{hashlib.md5(b''.join(self._digests)).hexdigest()}-{len(self._digests)}"
+
+
 def new_hasher(expected: Expected):
     if expected.algorithm == DANDI_ETAG:
-        return ETagHashlike(expected.size)
+        return StreamingETag(expected.size)
     if expected.algorithm == SHA256:
         return hashlib.sha256()
     raise NlbkitError(f"unsupported digest '{expected.algorithm}' (use {DANDI_ETAG} or {SHA256})")
@@ -139,6 +174,8 @@ def describe_request_error(exc: BaseException) -> str:
         return f"cannot resolve the host of {_first_url(exc)} (no network, or DNS failure)"
     if "Connection refused" in text:
         return f"connection refused by {_first_url(exc)}"
+    if text.startswith("transfer ended"):
+        return f"{text} (the server stopped sending)"
     if isinstance(exc, requests.exceptions.ChunkedEncodingError) or "IncompleteRead" in text:
         return "the connection was cut during the transfer"
     if isinstance(exc, requests.ConnectionError):

@@ -231,6 +231,15 @@ def test_not_a_dandi_server(server, tmp_path):
         fetch([DATASET], tmp_path, instance=server.base_url + "/elsewhere", progress=False)
 
 
+def test_instance_by_web_url_or_known_name(server, tmp_path):
+    served = serve_dataset(server)
+    # The web URL: the client reads the API URL from the server's /server-info.
+    fetch([DATASET], tmp_path, instance=server.base_url, progress=False, policy=FAST)
+    assert sha256(local(tmp_path, served["train"])) == served["train"].sha256
+    with pytest.raises(NlbkitError, match="unknown DANDI instance 'no-such-archive'"):
+        fetch([DATASET], tmp_path, instance="no-such-archive", progress=False)
+
+
 def test_too_little_disk_space_fails_before_downloading(server, tmp_path, monkeypatch):
     serve_dataset(server)
     usage = download_mod.shutil.disk_usage(tmp_path)
