@@ -210,6 +210,13 @@ def test_noise_enters_the_velocity_with_damping_on():
     assert residual.std().item() == pytest.approx(math.sqrt(2 * gamma), rel=0.1)
 
 
+def test_dropout_acts_on_the_encoder_state_in_training_only():
+    model = make_model(dropout=0.5)
+    x = counts(B, T, N_IN)
+    assert (model.train()(x).latents["h"] == 0).float().mean().item() == pytest.approx(0.5, abs=0.05)
+    assert not (model.eval()(x).latents["h"] == 0).any()
+
+
 def test_coupling_off_means_free_particles():
     model = make_model(coupling=False, noise_and_damping=False).eval()
     assert not list(model.potential.parameters())

@@ -174,9 +174,13 @@ class LangevinFlow(nn.Module):
         steps = heldin.shape[1] + self.n_forward
         x = heldin.transpose(0, 1)
         h = heldin.new_zeros(heldin.shape[0], self.cfg.hidden)
+        # Dropout on the recurrent state, with every step's mask drawn in one call (cheaper on CPU).
+        masks = self.state_dropout(h.new_ones(steps, *h.shape)) if self.training else None
         states = []
         for t in range(steps):
-            h = self.state_dropout(self.encoder(x[min(t, x.shape[0] - 1)], h))
+            h = self.encoder(x[min(t, x.shape[0] - 1)], h)
+            if masks is not None:
+                h = h * masks[t]
             states.append(h)
         return torch.stack(states)
 
