@@ -13,11 +13,13 @@ from __future__ import annotations
 import errno
 import hashlib
 import shutil
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 from dandi.consts import DOWNLOAD_SUFFIX, RETRY_STATUSES
@@ -81,6 +83,10 @@ class Transfer:
     resumed_from: int
     seconds: float
     restarted: bool  # a stale or wrong partial download was discarded
+
+
+class Unreachable(NlbkitError):
+    """The server cannot be reached at all (no network, DNS failure, refused or silent)."""
 
 
 class _Mismatch(Exception):
@@ -186,6 +192,32 @@ def describe_request_error(exc: BaseException) -> str:
 def _first_url(exc: BaseException) -> str:
     request = getattr(exc, "request", None)
     return getattr(request, "url", None) or "the server"
+
+
+def probe(url: str, what: str, timeout_s: float = 10.0) -> None:
+    """Fail fast, in one line, when the host of `url` cannot be resolved or reached.
+
+    Retrying with back-off (as the dandi client does for about a minute) only delays that answer
+    when there is no network.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise NlbkitError(f"{what} '{url}' is not an http(s) URL")
+    host = parts.hostname
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise Unreachable(
+            f"cannot resolve host '{host}' of {what} {url}: no network, or DNS failure"
+        ) from exc
+    try:
+        with socket.socket(family, kind, proto) as sock:
+            sock.settimeout(timeout_s)
+            sock.connect(address)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise Unreachable(f"cannot connect to {what} {url} ({reason})") from exc
 
 
 def is_retryable(exc: BaseException) -> bool:

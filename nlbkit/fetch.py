@@ -11,11 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import requests
 
@@ -29,13 +27,16 @@ from nlbkit.download import (
     Opener,
     RetryPolicy,
     Transfer,
+    Unreachable,
     check_free_space,
     check_local,
     describe_request_error,
     download_verified,
     partial_bytes,
+    probe,
 )
 from nlbkit.errors import NlbkitError
+from nlbkit.fetch_record import FetchRecord, RecordedFile, read_record, write_record
 from nlbkit.paths import data_dir as resolve_data_dir
 from nlbkit.paths import dataset_dir
 
@@ -127,6 +128,8 @@ def archive_errors(instance: str, doing: str) -> Iterator[None]:
         raise
     except NotFoundError as exc:
         raise NlbkitError(f"{doing}: {str(exc).split('. ')[0]} on {instance}") from exc
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise Unreachable(f"{doing}: {describe_request_error(exc)}") from exc
     except requests.RequestException as exc:
         raise NlbkitError(f"{doing}: {describe_request_error(exc)}") from exc
     except CliVersionError as exc:
@@ -135,33 +138,6 @@ def archive_errors(instance: str, doing: str) -> Iterator[None]:
         if "server info" in str(exc):
             raise NlbkitError(f"{instance} does not answer as a DANDI API server (no /server-info)") from exc
         raise
-
-
-def probe(url: str, timeout_s: float = 10.0) -> None:
-    """Fail fast, in one line, when the instance's host cannot be resolved or reached.
-
-    The dandi client retries connection errors for about a minute; without a network that only
-    delays the same answer.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise NlbkitError(f"DANDI instance '{url}' is not an http(s) URL")
-    host = parts.hostname
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise NlbkitError(
-            f"cannot resolve host '{host}' of the DANDI instance {url}: no network, or DNS failure"
-        ) from exc
-    family, kind, proto, _, address = addresses[0]
-    try:
-        with socket.socket(family, kind, proto) as sock:
-            sock.settimeout(timeout_s)
-            sock.connect(address)
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise NlbkitError(f"cannot connect to the DANDI instance {url} ({reason})") from exc
 
 
 class _TimeoutAdapter(requests.adapters.HTTPAdapter):
@@ -186,7 +162,7 @@ def connect(instance: str, policy: RetryPolicy | None = None):
     from dandi.utils import get_instance
 
     if instance.lower().startswith(("http://", "https://")):
-        probe(instance, policy.timeout_s)
+        probe(instance, "the DANDI instance", policy.timeout_s)
     with archive_errors(instance, "looking up the DANDI instance"):
         try:
             dandi_instance = get_instance(instance)
@@ -256,10 +232,53 @@ def fetch(
     names = dataset_names(datasets)
     instance = instance_url(instance)
     with quiet_dandi(not verbose):
-        client = connect(instance, policy)
-        remotes = [remote for name in names for remote in remote_files(client, get_spec(name), version)]
+        try:
+            client = connect(instance, policy)
+            remotes = [remote for name in names for remote in remote_files(client, get_spec(name), version)]
+        except Unreachable as exc:
+            return verify_offline(names, data_dir, version, exc, echo)
         _check_total_space(remotes, data_dir)
-        return [fetch_file(remote, data_dir, instance, progress, policy, echo) for remote in remotes]
+        outcomes = []
+        for name in names:
+            mine = [remote for remote in remotes if remote.dataset == name]
+            outcomes += [fetch_file(remote, data_dir, instance, progress, policy, echo) for remote in mine]
+            write_record(_record_of(name, instance, mine), data_dir)
+        return outcomes
+
+
+def _record_of(name: str, instance: str, remotes: list[RemoteFile]) -> FetchRecord:
+    files = tuple(RecordedFile(r.role, r.asset_path, r.size, r.etag) for r in remotes)
+    return FetchRecord(name, instance, get_spec(name).dandiset_id, remotes[0].version, files)
+
+
+def verify_offline(names: list[str], data_dir: str | os.PathLike | None, version: str | None,
+                   unreachable: Unreachable, echo: Callable[[str], None]) -> list[FileOutcome]:
+    """Without the archive: accept local files that match what it said at their last fetch.
+
+    Anything missing, damaged, never fetched, or fetched at another version raises `unreachable`
+    (with the reason), since only the archive could fix it.
+    """
+    outcomes = []
+    for name in names:
+        record = read_record(name, data_dir)
+        wanted = version or get_spec(name).dandiset_version
+        if record is None or (wanted is not None and record.version != wanted):
+            raise Unreachable(f"{unreachable} (and {name} has no earlier fetch of that version to check)")
+        for f in record.files:
+            remote = RemoteFile(name, f.role, f.asset_path, f.size, f.etag, record.version, _no_opener)
+            path = remote.local_path(data_dir)
+            local = check_local(path, remote.expected)
+            if local.state is not LocalState.VERIFIED:
+                why = "is missing" if local.state is LocalState.MISSING else f"differs ({local.detail})"
+                raise Unreachable(f"{unreachable} (and {path} {why})")
+            outcomes.append(FileOutcome(remote, path, "skipped", detail="checked offline"))
+    echo(f"archive unreachable; {len(outcomes)} local file(s) match the sizes and checksums the archive "
+         "gave at their last fetch")
+    return outcomes
+
+
+def _no_opener(offset: int):
+    raise NlbkitError("no archive to download from")
 
 
 def _check_total_space(remotes: list[RemoteFile], data_dir: str | os.PathLike | None) -> None:

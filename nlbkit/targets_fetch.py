@@ -25,6 +25,7 @@ from nlbkit.download import (
     check_local,
     describe_request_error,
     download_verified,
+    probe,
 )
 from nlbkit.errors import NlbkitError
 from nlbkit.paths import data_dir as resolve_data_dir
@@ -124,11 +125,16 @@ def fetch_targets(
     policy = policy or RetryPolicy()
     path = targets_path(root)
     with requests.Session() as session:
-        size = source.size if source.size is not None else _remote_size(session, source.url, policy.timeout_s)
+        size = source.size
+        if size is None:
+            probe(source.url, "the targets file's server", policy.timeout_s)
+            size = _remote_size(session, source.url, policy.timeout_s)
         expected = Expected(size, SHA256, source.sha256)
         local = check_local(path, expected)
-        if local.state is LocalState.VERIFIED:
+        if local.state is LocalState.VERIFIED:  # needs no network with the pinned digest
             return TargetsOutcome(path, "skipped")
+        if source.size is not None:
+            probe(source.url, "the targets file's server", policy.timeout_s)
         action = "downloaded"
         if local.state is LocalState.DIFFERS:
             path.unlink()

@@ -216,6 +216,23 @@ def test_unreachable_server_one_line_error_on_the_command_line(nlbkit_cli, tmp_p
     assert not any(tmp_path.iterdir())
 
 
+def test_rerun_without_network_checks_files_against_the_last_fetch(server, tmp_path):
+    served = serve_dataset(server)
+    run_fetch(server, tmp_path)
+    server.stop()  # the archive is gone: connection refused
+    lines = []
+    outcomes = run_fetch(server, tmp_path, echo=lines.append)
+    assert [(o.action, o.detail) for o in outcomes] == [("skipped", "checked offline")] * 2
+    assert "archive unreachable" in lines[-1]
+
+    test_file = local(tmp_path, served["test"])
+    test_file.write_bytes(test_file.read_bytes()[:-1] + b"?")
+    with pytest.raises(NlbkitError, match=f"cannot connect.*{test_file.name} differs"):
+        run_fetch(server, tmp_path)
+    with pytest.raises(NlbkitError, match="cannot connect.*no earlier fetch of that version"):
+        run_fetch(server, tmp_path, version="0.250101.0000")
+
+
 def test_dns_failure_is_named(tmp_path, monkeypatch):
     def no_dns(*args, **kwargs):
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
