@@ -56,6 +56,15 @@ def test_targets_downloaded_verified_and_skipped_on_rerun(server, source, tmp_pa
     assert len(server.requests_to("^/files/")) == gets
 
 
+def test_verified_targets_need_no_network(server, source, tmp_path):
+    fetch_targets(tmp_path, source, progress=False, policy=FAST)
+    server.stop()
+    assert fetch_targets(tmp_path, source, progress=False, policy=FAST).action == "skipped"
+    (tmp_path / "eval_data_test.h5").unlink()
+    with pytest.raises(NlbkitError, match="cannot connect to the targets file's server"):
+        fetch_targets(tmp_path, source, progress=False, policy=FAST)
+
+
 def test_cut_connection_resumes_with_range(server, source, tmp_path):
     server.drop_after["eval_data_test.h5"] = [70_000]
     fetch_targets(tmp_path, source, progress=False, policy=FAST)
