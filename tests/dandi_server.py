@@ -14,7 +14,9 @@ Faults for tests: `drop_after[key]` is a list of byte counts; each download of `
 or a file name) takes the next count and closes the connection after sending that many bytes of a
 response that announced the full length. `fail(pattern, status, times)` answers `status` to
 requests whose path matches the regular expression `pattern`, `times` times (None: always).
-`ignore_range` makes downloads answer 200 with the whole body even to a Range request.
+`stall_after[key]` is the same, except that the server then stops sending without closing the
+connection for `stall_s` seconds (a download to interrupt). `ignore_range` makes downloads answer
+200 with the whole body even to a Range request.
 Every request is recorded in `requests` (method, path, query, headers).
 
 The server runs in daemon threads and stops by itself after `lifetime_s` seconds.
@@ -87,12 +89,15 @@ class DandiServer:
         self.dandisets: dict[str, _Dandiset] = {}
         self.files: dict[str, bytes] = {}
         self.drop_after: dict[str, list[int]] = {}
+        self.stall_after: dict[str, list[int]] = {}  # like drop_after, but then hang for stall_s
+        self.stall_s = 20.0
         self.ignore_range = False  # answer Range requests with the whole body (200), as some servers do
         self.requests: list[Recorded] = []
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._timer: threading.Timer | None = None
+        self._stopped = threading.Event()
 
     # -- content -----------------------------------------------------------------------------
     def add_asset(self, dandiset_id: str, version: str, path: str, content: bytes) -> ServedAsset:
@@ -147,6 +152,7 @@ class DandiServer:
         return self
 
     def stop(self) -> None:
+        self._stopped.set()
         if self._timer is not None:
             self._timer.cancel()
         if self._httpd is not None:
@@ -174,8 +180,11 @@ class DandiServer:
         return None
 
     def _next_drop(self, key: str) -> int | None:
+        return self._next_count(self.drop_after, key)
+
+    def _next_count(self, table: dict[str, list[int]], key: str) -> int | None:
         with self._lock:
-            counts = self.drop_after.get(key)
+            counts = table.get(key)
             return counts.pop(0) if counts else None
 
     def _find_asset(self, asset_id: str) -> ServedAsset | None:
@@ -364,6 +373,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{len(content) - 1}/{len(content)}")
         self.end_headers()
         if self.command == "HEAD":
+            return
+        stall = self.server_state._next_count(self.server_state.stall_after, key)
+        if stall is not None and self.command == "GET":
+            self.wfile.write(body[:stall])
+            self.wfile.flush()
+            self.server_state._stopped.wait(self.server_state.stall_s)
+            self.close_connection = True
             return
         drop = self.server_state._next_drop(key) if self.command == "GET" else None
         if drop is not None:
