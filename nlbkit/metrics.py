@@ -193,7 +193,8 @@ def speed_tp_correlation(
     """dmfc_rsg: Pearson r between neural speed in set..go and the produced interval tp.
 
     Computed within each (is_eye, theta, is_short) condition and averaged. The set..go bins are
-    those where `eval_spikes_heldout` is not NaN; eval_behavior: (trials, 5), tp last.
+    those where `eval_spikes_heldout` is not NaN; eval_behavior: (trials, 5), tp last. A condition
+    with a single eval trial, where nlb_tools raises, is left out with a warning.
     """
     speeds = neural_speeds(eval_rates, ~np.isnan(eval_spikes_heldout[..., 0]))
     cond_values = eval_behavior[:, TP_COND_COLUMNS]
@@ -202,9 +203,13 @@ def speed_tp_correlation(
     correlations = []
     for cond in conds:
         in_cond = np.all(cond_values == cond, axis=1)
+        if in_cond.sum() < 2:
+            # nlb_tools fails here (a correlation needs two trials); real NLB splits never do.
+            logger.warning("tp corr: condition %s has one eval trial; left out", cond.tolist())
+            continue
         r, _ = pearsonr(speeds[in_cond], eval_behavior[in_cond][:, -1])
         correlations.append(r)
-    return float(np.mean(correlations))
+    return float(np.mean(correlations)) if correlations else float("nan")
 
 
 def evaluate_group(

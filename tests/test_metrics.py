@@ -131,3 +131,15 @@ def test_evaluate_returns_nlb_tools_splits_and_scaling_prefixes():
     scaling = results[-2]["mc_maze_scaling_split"]
     assert list(scaling)[:4] == ["[500] co-bps", "[500] vel R2", "[500] psth R2", "[500] fp-bps"]
     assert {k.split()[0] for k in scaling} == {"[500]", "[250]", "[100]"}
+
+
+def test_tp_corr_leaves_out_conditions_with_one_trial():
+    rng = np.random.default_rng(8)
+    spikes = np.zeros((7, 6, 2))
+    rates = rng.gamma(2.0, 1.0, size=(7, 6, 3))
+    behavior = np.zeros((7, 5))
+    behavior[6, :3] = [1, 0, 0]  # a condition with a single trial
+    behavior[:, 4] = rng.uniform(0.5, 1.0, 7)
+    speeds = neural_speeds(rates, np.ones((7, 6), dtype=bool))
+    expected = pearsonr(speeds[:6], behavior[:6, 4])[0]
+    assert speed_tp_correlation(spikes, rates, behavior) == pytest.approx(expected, rel=1e-12)

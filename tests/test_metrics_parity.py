@@ -66,3 +66,69 @@ def test_every_metric_equals_nlb_tools(random_layout):
     ours = evaluate(read_h5_groups(target_file), read_h5_groups(submission_file))
     assert_results_equal(ours, reference)
 
+
+
+def _rates_for_targets(targets: dict, rng: np.random.Generator) -> dict:
+    """Random positive rates shaped as the targets of each group imply."""
+    out = {}
+    for group, target in targets.items():
+        n_eval, bins, n_out = target["eval_spikes_heldout"].shape
+        fwd, n_in = target["eval_spikes_heldin_forward"].shape[1:]
+        n_train = target["train_behavior"].shape[0]
+        shapes = {
+            "train_rates_heldin": (n_train, bins, n_in),
+            "train_rates_heldout": (n_train, bins, n_out),
+            "eval_rates_heldin": (n_eval, bins, n_in),
+            "eval_rates_heldout": (n_eval, bins, n_out),
+            "eval_rates_heldin_forward": (n_eval, fwd, n_in),
+            "eval_rates_heldout_forward": (n_eval, fwd, n_out),
+        }
+        out[group] = {k: rng.gamma(2.0, 0.05, size=s).astype(np.float32) for k, s in shapes.items()}
+    return out
+
+
+def _merge_small_tp_conditions(path) -> None:
+    """Small generated dmfc_rsg splits leave (is_eye, theta, is_short) conditions with one val
+    trial, where nlb_tools' tp corr raises. Both scorers read this rewritten file, in which the
+    conditions differ by is_eye alone (theta and is_short set to 0), so tp corr can be compared."""
+    groups = read_h5_groups(path)
+    for name in ("dmfc_rsg", "dmfc_rsg_20"):
+        behavior = groups[name]["eval_behavior"]
+        behavior[:, 1:3] = np.where(np.isnan(behavior[:, 1:3]), np.nan, 0.0)
+    write_h5_groups(path, groups)
+
+
+@pytest.fixture(scope="session")
+def synth_targets(tmp_path_factory, run_reference):
+    """nlb_tools' own val targets of generated data of every dataset at 5 and 20 ms.
+
+    Returns (float32 file as EvalAI stores targets, unrounded file, nlbkit submission file).
+    """
+    from nlbkit.datasets import DATASET_NAMES
+    from nlbkit.synth import write_dataset
+
+    root = tmp_path_factory.mktemp("synth_targets")
+    args = []
+    for dataset in DATASET_NAMES:
+        train_nwb, _ = write_dataset(dataset, root / "data", seed=0, scale="small")
+        for bin_ms in (5, 20):
+            args += [dataset, str(bin_ms), train_nwb]
+    t32, t64 = root / "targets32.h5", root / "targets64.h5"
+    run_reference("eval_target_ref.py", t32, t64, *args)
+    for path in (t32, t64):
+        _merge_small_tp_conditions(path)
+    rates = _rates_for_targets(read_h5_groups(t32), np.random.default_rng(3))
+    return t32, t64, write_submission(rates, root / "submission.h5", "val")
+
+
+@pytest.mark.slow
+def test_metrics_equal_nlb_tools_on_generated_data_of_every_layout(synth_targets, run_reference):
+    t32, t64, submission = synth_targets
+    reference = run_reference("evaluate_ref.py", t32, submission, t64, submission)
+    # Every group was scored: 4 datasets x 2 bins, and the scaled sets' two shared splits.
+    assert len(reference[0]) == 10
+    n_metrics = sum(len(metrics) for entry in reference[0] for metrics in entry.values())
+    assert n_metrics == 2 * (4 + 3 + 4 + 4 + 3 * 4)  # mc_maze, mc_rtt, area2_bump, dmfc_rsg, scaled
+    for target_file, ref in zip((t32, t64), reference, strict=True):
+        ours = evaluate(read_h5_groups(target_file), read_h5_groups(submission))
+        assert_results_equal(ours, ref)
