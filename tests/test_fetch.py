@@ -313,9 +313,8 @@ def test_unknown_dataset_fails_before_any_request(nlbkit_cli, server, tmp_path):
     proc = nlbkit_cli("fetch", DATASET, "mc_maze_smal", "--data-dir", tmp_path,
                       "--dandi-instance", server.api_url, check=False, env=CLI_ENV)
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == [
-        proc.stderr.strip().splitlines()[0]
-    ] and "unknown dataset 'mc_maze_smal'" in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: unknown dataset 'mc_maze_smal'")
     assert server.requests == []
 
 
