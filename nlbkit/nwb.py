@@ -214,6 +214,14 @@ def _unit_group(ids, units: h5py.Group, intervals, select, n_samples) -> UnitGro
 def read_session(path: str | Path) -> Session:
     """Read an NLB train or test NWB file; bad input raises NlbkitError naming the file."""
     path = Path(path)
+    try:
+        return _read(path)
+    except (OSError, KeyError, ValueError, IndexError) as exc:
+        reason = f"cannot read it as an NLB NWB file (truncated or damaged?): {exc}"
+        raise NlbkitError(f"{path}: {reason}") from None
+
+
+def _read(path: Path) -> Session:
     with _open(path) as f:
         if "units" not in f or "spike_times" not in f["units"]:
             raise NlbkitError(f"{path}: no units table with spike_times; not an NLB NWB file")

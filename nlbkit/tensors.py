@@ -69,7 +69,9 @@ def iter_groups(
     spec = get_spec(dataset)
     check_bin(bin_ms)
     train_path, test_path = nwb_paths(spec, data_dir)
-    bar = tqdm(total=len(GROUPS) + 2, desc=f"{dataset} {bin_ms} ms", unit="step", disable=not progress)
+    # disable=None: no bar when stderr is not a terminal, so logs and error output stay clean
+    bar = tqdm(total=len(GROUPS) + 2, desc=f"{dataset} {bin_ms} ms", unit="step",
+               disable=None if progress else True)
     bar.set_postfix_str("reading train NWB")
     ctx = Context(read_session(train_path), spec, bin_ms)
     bar.update()
@@ -157,11 +159,14 @@ def load_tensors(path: str | os.PathLike) -> Tensors:
         raise NlbkitError(f"{path}: not a readable tensors file: {exc}") from None
 
 
-def describe(tensors: Tensors) -> list[str]:
-    """One line per array: `group/key shape dtype`."""
+def describe_file(path: str | os.PathLike) -> list[str]:
+    """One line per array of a tensors file, `group/key: shape dtype`, without reading the data."""
     lines = []
-    for name, arrays in tensors.items():
-        for key, value in arrays.items():
-            shape = f"{len(value)} conditions" if value.dtype == object else "x".join(map(str, value.shape))
-            lines.append(f"{name}/{key}: {shape} {value.dtype}")
+    with h5py.File(path, "r") as f:
+        for name, group in f.items():
+            for key, ds in group.items():
+                if h5py.check_vlen_dtype(ds.dtype) is not None:
+                    lines.append(f"{name}/{key}: {len(ds)} index lists")
+                else:
+                    lines.append(f"{name}/{key}: {' x '.join(map(str, ds.shape))} {ds.dtype}")
     return lines

@@ -1,0 +1,192 @@
+"""Binning rules of nlb_tools pinned on small hand-made inputs, and bad input to `nlbkit prepare`.
+
+The rules (nlb_tools 0.0.4, `NWBDataset.load` / `resample` / `make_trial_data`):
+- a spike at t s falls in 1 ms sample `int(round(t * 1000, 6))`;
+- a group is observed on samples `[ceil(start ms), floor(end ms))` of its first unit's intervals; a
+  spike in an unobserved sample is lost (the sample is NaN);
+- a resampled bin sums its samples and is NaN iff its first sample is unobserved;
+- a window keeps the bins whose start lies in `[align + lo, align + hi - 1 us]`, cut at the next
+  selected trial's window start unless overlap is allowed.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from nlbkit.binning import count_spikes, place_jagged
+from nlbkit.errors import NlbkitError
+from nlbkit.nwb import UnitGroup, _observed_ranges, _sample_index, read_session
+from nlbkit.tensors import build_eval_input, load_tensors, prepare
+from nlbkit.windows import WindowParams, seconds_to_ns, trial_windows
+
+SMALL = "mc_maze_small"
+TRAIN_NAME = "sub-Jenkins_ses-small_desc-train_behavior+ecephys.nwb"
+TEST_NAME = "sub-Jenkins_ses-small_desc-test_ecephys.nwb"
+
+
+def test_spike_sample_is_truncated_after_rounding_to_6_decimals():
+    times = np.array([0.005, 0.0049999996, 0.0049994, 0.0019999, 0.0, 1.2345678])
+    np.testing.assert_array_equal(_sample_index(times), [5, 5, 4, 1, 0, 1234])
+
+
+def _group(spike_samples: list[int], observed: list[tuple[int, int]]) -> UnitGroup:
+    return UnitGroup(
+        ids=np.array([0]),
+        spikes=[np.array(spike_samples, dtype=np.int32)],
+        observed=np.array(observed, dtype=np.int64).reshape(-1, 2),
+    )
+
+
+def test_spikes_on_bin_edges_go_to_the_bin_they_start():
+    group = _group([0, 4, 5, 9, 10, 14, 15], [(0, 100)])
+    counts = count_spikes(group, np.array([0]), 4, 5)
+    np.testing.assert_array_equal(counts[0, :, 0], [2, 2, 2, 1])
+
+
+def test_bins_are_nan_where_their_first_sample_is_unobserved():
+    # observed 0..12.3 ms -> samples [0, 12); and from 20.1 ms -> samples [21, 40)
+    observed = _observed_ranges(np.array([[0.0, 0.0123], [0.0201, 0.040]]), 100)
+    np.testing.assert_array_equal(observed, [[0, 12], [21, 40]])
+    # bin 2 (samples 10-14) starts observed: keeps the spike at 11 only (12 and 13 are NaN samples,
+    # dropped here by the reader); bin 4 (20-24) starts on an unobserved sample: NaN
+    group_read = _group([11, 22], observed.tolist())
+    counts = count_spikes(group_read, np.array([0]), 8, 5)[0, :, 0]
+    np.testing.assert_array_equal(np.isnan(counts), [False, False, False, True, True, False, False, False])
+    assert counts[2] == 1 and counts[5] == 0
+
+
+def test_seconds_to_ns_matches_pandas_conversion():
+    ns, ok = seconds_to_ns(np.array([1.0023, 0.1, np.nan, 12.3456789]))
+    assert ok.tolist() == [True, True, False, True]
+    assert ns[0] == 1_002_300_000 and ns[1] == 100_000_000 and ns[3] == 12_345_678_900
+
+
+def _trials(**cols) -> dict[str, np.ndarray]:
+    n = len(next(iter(cols.values())))
+    base = {"trial_id": np.arange(n), "split": np.array(["train"] * n)}
+    return {**base, **{k: np.asarray(v, dtype=float) for k, v in cols.items()}}
+
+
+def test_fixed_window_keeps_bins_starting_inside_it():
+    trials = _trials(start_time=[0.5], stop_time=[2.0], move_onset_time=[1.0023])
+    w = trial_windows(trials, np.array([True]), WindowParams("move_onset_time", (-10, 10)), 5, 1000)
+    # 992.3 ms .. 1012.299 ms -> bins starting at 995, 1000, 1005, 1010 ms
+    assert w.first_bin.tolist() == [199] and w.n_bins.tolist() == [4] and w.align_bin.tolist() == [201]
+
+
+def test_overlapping_windows_are_cut_unless_overlap_is_allowed():
+    trials = _trials(start_time=[0.0, 0.1], stop_time=[0.1, 0.2], move_onset_time=[0.05, 0.08])
+    params = WindowParams("move_onset_time", (-20, 40))
+    cut = trial_windows(trials, np.array([True, True]), params, 5, 100)
+    # trial 0 would end at 90 ms but trial 1's window starts at 60 ms
+    assert cut.n_bins.tolist() == [6, 12]
+    kept = trial_windows(trials, np.array([True, True]), WindowParams("move_onset_time", (-20, 40),
+                                                                       allow_overlap=True), 5, 100)
+    assert kept.n_bins.tolist() == [12, 12]
+
+
+def test_trials_without_align_time_are_left_out():
+    trials = _trials(start_time=[0.0, 1.0], stop_time=[0.9, 1.9], move_onset_time=[np.nan, 1.5])
+    w = trial_windows(trials, np.array([True, True]), WindowParams("move_onset_time", (-100, 100)), 20, 200)
+    assert w.rows.tolist() == [1]
+
+
+def test_front_padding_with_jitter_shifts_left():
+    data = np.arange(6, dtype=float).reshape(1, 6, 1)
+    out = place_jagged(data, np.array([4]), 6, pad="front", jitter_bins=np.array([1]))
+    np.testing.assert_array_equal(out[0, :, 0], [np.nan, 0, 1, 2, 3, np.nan])
+    back = place_jagged(data, np.array([4]), 6)
+    np.testing.assert_array_equal(back[0, :, 0], [0, 1, 2, 3, np.nan, np.nan])
+
+
+def test_real_test_split_reads_and_bins(shared_data):
+    out = build_eval_input(shared_data / SMALL / TEST_NAME, SMALL, 20)
+    spikes = out["eval_spikes_heldin"]
+    assert spikes.shape == (100, 35, 107) and spikes.dtype == np.float32
+    assert not np.isnan(spikes).any() and spikes.sum() > 0
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+def _minimal(path: Path, units: bool = True, trials: bool = True) -> None:
+    with h5py.File(path, "w") as f:
+        if units:
+            u = f.create_group("units")
+            u["id"] = np.array([0])
+            u["spike_times"] = np.array([0.1])
+            u["spike_times_index"] = np.array([1])
+            u["obs_intervals"] = np.array([[0.0, 1.0]])
+            u["obs_intervals_index"] = np.array([1])
+            u["heldout"] = np.array([False])
+        if trials:
+            t = f.create_group("intervals/trials")
+            t["id"] = np.array([0])
+            t["start_time"] = np.array([0.0])
+            t["stop_time"] = np.array([1.0])
+            t["split"] = np.array([b"test"])
+
+
+@pytest.fixture()
+def data_dir(tmp_path, shared_data) -> Path:
+    """A data dir with the real mc_maze_small test NWB and an old tensors file that must survive."""
+    folder = tmp_path / SMALL
+    folder.mkdir()
+    shutil.copy(shared_data / SMALL / TEST_NAME, folder / TEST_NAME)
+    (folder / "tensors_5ms.h5").write_bytes(b"previous tensors")
+    return tmp_path
+
+
+def _bad_train(kind: str, path: Path, shared_data: Path) -> None:
+    if kind == "text":
+        path.write_text("not an NWB file\n")
+    elif kind == "truncated":
+        blob = (shared_data / SMALL / TEST_NAME).read_bytes()
+        path.write_bytes(blob[: len(blob) // 3])
+    elif kind == "no-units":
+        _minimal(path, units=False)
+    elif kind == "no-trials":
+        _minimal(path, trials=False)
+
+
+@pytest.mark.parametrize("kind", ["missing", "text", "truncated", "no-units", "no-trials"])
+def test_bad_train_file_gives_one_line_and_leaves_old_output(kind, data_dir, shared_data, nlbkit_cli):
+    folder = data_dir / SMALL
+    _bad_train(kind, folder / TRAIN_NAME, shared_data)
+    before = sorted(p.name for p in folder.iterdir())
+    proc = nlbkit_cli("prepare", SMALL, "--data-dir", data_dir, check=False)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert TRAIN_NAME in lines[0]
+    expected = {"missing": "not found", "text": "not a readable", "truncated": "truncated",
+                "no-units": "units", "no-trials": "trials"}[kind]
+    assert expected in lines[0]
+    assert (folder / "tensors_5ms.h5").read_bytes() == b"previous tensors"
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def test_unknown_dataset_names_the_closest(nlbkit_cli, tmp_path):
+    proc = nlbkit_cli("prepare", "mc_maze_smal", "--data-dir", tmp_path, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        "error: unknown dataset 'mc_maze_smal'. Did you mean 'mc_maze_small'? Valid names: mc_maze, "
+        "mc_rtt, area2_bump, dmfc_rsg, mc_maze_large, mc_maze_medium, mc_maze_small"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_library_errors_name_the_file(tmp_path):
+    with pytest.raises(NlbkitError, match="no units"):
+        path = tmp_path / "x.nwb"
+        _minimal(path, units=False)
+        read_session(path)
+    with pytest.raises(NlbkitError, match="tensors file not found"):
+        load_tensors(tmp_path / "nothing.h5")
+    with pytest.raises(NlbkitError, match="bin size 10"):
+        prepare(SMALL, 10, tmp_path)
