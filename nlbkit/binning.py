@@ -78,26 +78,38 @@ def resample_behavior(session: Session, name: str, bin_ms: int) -> np.ndarray:
 
     Each channel is read onto the session's 1 ms grid (NaN where the series has no sample),
     interpolated linearly over missing samples (held constant past the ends) if any are missing,
-    decimated, and set to NaN in the bins whose first sample was missing.
+    decimated, and set to NaN in the bins whose first sample was missing. One channel at a time,
+    so that only one session-long column is in memory.
     """
-    samples, values, _ = session.read_behavior(name)
-    n_out = n_bins(session.n_samples, bin_ms)
-    out = np.empty((n_out, values.shape[1]), dtype=values.dtype)
-    column = np.full(session.n_samples, np.nan, dtype=values.dtype)
-    missing_any = len(samples) < session.n_samples or np.isnan(values).any()
-    for c in range(values.shape[1]):
-        column[:] = np.nan
-        column[samples] = values[:, c]
+    samples = session.behavior_samples(name)
+    channels = session.behavior_channels(name)
+    covered = (samples.stop - samples.start) if isinstance(samples, slice) else len(samples)
+    # nlb_tools interpolates every channel once any channel has a missing sample
+    gaps = covered < session.n_samples or any(
+        np.isnan(session.read_behavior_channel(name, c)).any() for c in channels
+    )
+    first = session.read_behavior_channel(name, channels[0])
+    dtype = first.dtype if first.dtype.kind == "f" else np.float64
+    del first
+    out = np.empty((n_bins(session.n_samples, bin_ms), len(channels)), dtype=dtype)
+    for c, channel in enumerate(channels):
+        column = np.full(session.n_samples, np.nan, dtype=dtype)
+        column[samples] = session.read_behavior_channel(name, channel)
         missing = np.isnan(column)
-        if missing_any:  # nlb_tools interpolates every channel once any channel has a gap
+        if gaps:
             valid = np.flatnonzero(~missing)
             if len(valid):
                 column[missing] = np.interp(np.flatnonzero(missing), valid, column[valid])
-        decimated = signal.decimate(column, bin_ms, n=500, ftype="fir", axis=0)
-        decimated[missing[::bin_ms]] = np.nan
-        out[:, c] = decimated
-        del decimated
+            del valid
+        out[:, c] = _decimate_channel(column, missing, bin_ms)
+        del column, missing
     return out
+
+
+def _decimate_channel(column: np.ndarray, missing: np.ndarray, bin_ms: int) -> np.ndarray:
+    decimated = signal.decimate(column, bin_ms, n=500, ftype="fir", axis=0)
+    decimated[missing[::bin_ms]] = np.nan
+    return decimated
 
 
 def behavior_rows(binned: np.ndarray, first_bin: np.ndarray, lengths: np.ndarray, length: int) -> np.ndarray:

@@ -63,35 +63,53 @@ class Session:
     def n_trials(self) -> int:
         return len(self.trials["trial_id"])
 
-    def read_behavior(self, name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """A behaviour series: (1 ms sample index (n,), values (n, channels), column names).
+    def behavior_channels(self, name: str) -> list[str]:
+        """Column names of a behaviour series, in nlb_tools' order (sorted as strings)."""
+        return sorted(self._behavior_info(name).columns)
 
-        Columns are in nlb_tools' order (names sorted as strings). Samples must lie on the
-        1 ms grid of the session, as nlb_tools requires (it silently drops the series otherwise).
+    def behavior_samples(self, name: str) -> slice | np.ndarray:
+        """Where a behaviour series' samples fall on the 1 ms grid: a slice if regular, else indices.
+
+        Samples must lie on the grid of the session, as nlb_tools requires (it silently drops the
+        series otherwise).
         """
-        info = self.behavior.get(name)
-        if info is None:
-            raise NlbkitError(f"{self.path}: no behaviour series '{name}' in processing/ or acquisition/")
+        info = self._behavior_info(name)
         with _open(self.path) as f:
             ts = f[info.h5_path]
-            data = ts["data"][()]
-            if data.ndim == 1:
-                data = data[:, None]
-            if "timestamps" in ts:
-                times = ts["timestamps"][()]
-            else:
+            n = ts["data"].shape[0]
+            if "timestamps" not in ts:
                 start = ts["starting_time"]
-                rate = float(start.attrs["rate"])
-                times = np.arange(data.shape[0]) / rate + float(start[()])
+                rate, t0 = float(start.attrs["rate"]), float(start[()])
+                k0 = round(t0 * 1000.0)
+                if rate == 1000.0 and abs(t0 * 1000.0 - k0) < 1e-6 and k0 >= 0 and k0 + n <= self.n_samples:
+                    return slice(k0, k0 + n)
+                times = np.arange(n) / rate + t0
+            else:
+                times = ts["timestamps"][()]
         samples_f = np.round(times * 1000.0, 6)
         samples = np.round(samples_f).astype(np.int64)
-        if np.any(np.abs(samples_f - samples) > 1e-6) or samples.min() < 0 or samples.max() >= self.n_samples:
+        off_grid = np.any(np.abs(samples_f - samples) > 1e-6)
+        if off_grid or samples.min() < 0 or samples.max() >= self.n_samples:
             raise NlbkitError(
                 f"{self.path}: behaviour '{name}' has samples off the 1 ms grid of the spike data "
                 f"[0, {self.n_samples}) ms"
             )
-        order = np.argsort(info.columns, kind="stable")
-        return samples, data[:, order], [info.columns[i] for i in order]
+        return samples
+
+    def read_behavior_channel(self, name: str, channel: str) -> np.ndarray:
+        """One channel of a behaviour series, (samples,) in the file's dtype."""
+        info = self._behavior_info(name)
+        with _open(self.path) as f:
+            data = f[info.h5_path]["data"]
+            if data.ndim == 1:
+                return data[()]
+            return data[:, info.columns.index(channel)]
+
+    def _behavior_info(self, name: str) -> BehaviorInfo:
+        info = self.behavior.get(name)
+        if info is None:
+            raise NlbkitError(f"{self.path}: no behaviour series '{name}' in processing/ or acquisition/")
+        return info
 
 
 def _open(path: Path) -> h5py.File:

@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from nlbkit.datasets import DatasetSpec, check_bin, get_spec
+from nlbkit.datasets import BehaviorSource, DatasetSpec, check_bin, get_spec
 from nlbkit.errors import NlbkitError
 from nlbkit.inputs import Context, eval_input, train_input
 from nlbkit.nwb import read_session
@@ -74,6 +74,8 @@ def iter_groups(
                disable=None if progress else True)
     bar.set_postfix_str("reading train NWB")
     ctx = Context(read_session(train_path), spec, bin_ms)
+    if spec.behavior_source is BehaviorSource.CONTINUOUS:
+        ctx.behavior()  # the session-long behaviour column is filtered before any tensor exists
     bar.update()
     for name, build in _TRAIN_FILE_GROUPS:
         bar.set_postfix_str(name)
