@@ -6,13 +6,17 @@ BIN    := $(VENV)/bin
 NLBKIT := $(BIN)/nlbkit
 DATA   ?= data
 DEMO_DATASET ?= mc_maze_small
+DEMO_TRAIN_ARGS ?=
 
-.PHONY: help venv refenv test test-fast demo lint clean
+.PHONY: help venv refenv test test-fast demo lint clean leaderboard leaderboard-val
 
 help:
-	@echo "make demo    generate a dataset in the NLB layout and run the whole path on it"
-	@echo "make test    set up both environments and run the test suite"
-	@echo "make lint    ruff"
+	@echo "make demo              generate a dataset in the NLB layout and run the whole path on it"
+	@echo "make test              set up both environments and run the test suite"
+	@echo "make lint              ruff"
+	@echo "make leaderboard       fetch, prepare, train (test phase), submit and validate: 7 datasets x 5/20 ms"
+	@echo "make leaderboard-val   the same in the val phase, ending with the local scores table"
+	@echo "                       (DATASETS=\"mc_maze_small ...\" BINS=\"5\" narrow it; SYNTH=1 uses generated data)"
 
 # The CPU build of torch goes in first, so the package's torch range is already met.
 $(VENV)/.installed: pyproject.toml
@@ -39,9 +43,13 @@ test: venv refenv
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow and not parity"
 
+# The whole path on generated data: synth, prepare, train (val phase, smoothing baseline beside),
+# submit, validate and the scores table.
 demo: venv
-	$(NLBKIT) synth $(DEMO_DATASET) --data-dir $(DATA) --scale small
-	$(NLBKIT) prepare $(DEMO_DATASET) --data-dir $(DATA) --bin-ms 5
+	$(MAKE) --no-print-directory leaderboard-val SYNTH=1 DATASETS="$(DEMO_DATASET)" BINS=5 \
+	  TRAIN_ARGS="$(DEMO_TRAIN_ARGS)"
+
+include leaderboard.mk
 
 lint: venv
 	$(BIN)/ruff check .

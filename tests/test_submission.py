@@ -273,3 +273,48 @@ def test_evaluate_table_and_read_back(workspace):
     rates = read_h5_groups(run / "rates.h5")["mc_maze_small_20"]
     assert score.scores == evaluate_group("mc_maze_small", 20, target, rates)
     assert evaluate({"mc_maze_small_20": target}, {"mc_maze_small_20": rates})[0]["mc_maze_scaling_20_split"]
+
+
+# --- make leaderboard / leaderboard-val -----------------------------------------------------------
+
+def _make_dry_run(tmp_path, target, **variables):
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    settings = {"DATA": tmp_path / "data", "RUNS": tmp_path / "runs", "SUBMISSIONS": tmp_path / "sub",
+                "DATASETS": "mc_maze_small", "BINS": "5", **variables}
+    cmd = ["make", "-n", "-o", ".venv/.installed", target, *(f"{k}={v}" for k, v in settings.items())]
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=True)
+    return proc.stdout
+
+
+def test_leaderboard_val_chains_every_stage_and_skips_what_is_done(tmp_path):
+    out = _make_dry_run(tmp_path, "leaderboard-val", SYNTH="1")
+    stages = ["nlbkit synth mc_maze_small", "nlbkit prepare mc_maze_small --bin-ms 5",
+              "nlbkit train mc_maze_small --model langevin --bin-ms 5 --phase val", "nlbkit submit",
+              "nlbkit validate", "nlbkit evaluate"]
+    positions = [out.find(stage) for stage in stages]
+    assert all(p >= 0 for p in positions) and positions == sorted(positions), out
+    # Data, tensors and rates in place, each newer than its input: only the last stages remain.
+    stamp = tmp_path / "data" / "mc_maze_small" / ".nlbkit-synth-small"
+    tensors = tmp_path / "data" / "mc_maze_small" / "tensors_5ms.h5"
+    rates = tmp_path / "runs" / "mc_maze_small_5ms_val_langevin" / "rates.h5"
+    for age, path in ((300, stamp), (200, tensors), (100, rates)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+        os.utime(path, (path.stat().st_atime, path.stat().st_mtime - age))
+    out = _make_dry_run(tmp_path, "leaderboard-val", SYNTH="1")
+    assert "nlbkit synth" not in out and "nlbkit prepare" not in out and "nlbkit train" not in out
+    assert "nlbkit submit" in out and "nlbkit evaluate" in out
+    os.utime(tensors)  # new tensors: the run is out of date and is trained again
+    assert "nlbkit train mc_maze_small" in _make_dry_run(tmp_path, "leaderboard-val", SYNTH="1")
+
+
+def test_leaderboard_runs_the_test_phase_for_every_dataset_and_bin(tmp_path):
+    out = _make_dry_run(tmp_path, "leaderboard", DATASETS="mc_rtt dmfc_rsg", BINS="5 20")
+    for dataset in ("mc_rtt", "dmfc_rsg"):
+        assert f"nlbkit fetch {dataset}" in out
+        for bin_ms in (5, 20):
+            assert f"nlbkit train {dataset} --model langevin --bin-ms {bin_ms} --phase test" in out
+    assert "leaderboard_test.h5" in out and "nlbkit validate" in out

@@ -1,0 +1,78 @@
+# The full NLB'21 path, stage by stage, as make file dependencies: a stage that is done and up to
+# date is skipped, so an interrupted run continues where it stopped.
+#
+#   make leaderboard        data -> tensors -> train (phase test) -> submission -> validate
+#   make leaderboard-val    the same in phase val, ending with the local scores table
+#
+# DATASETS="mc_maze_small mc_maze_medium" BINS="5" narrow it; SYNTH=1 generates the data
+# (`nlbkit synth`, SYNTH_SCALE=small|full) instead of downloading it; TRAIN_ARGS="--epochs 20"
+# goes to every `nlbkit train`; MODEL picks the model of the submission (langevin|smoothing).
+
+DATASETS    ?= mc_maze mc_rtt area2_bump dmfc_rsg mc_maze_large mc_maze_medium mc_maze_small
+BINS        ?= 5 20
+RUNS        ?= runs
+SUBMISSIONS ?= submissions
+MODEL       ?= langevin
+SYNTH       ?=
+SYNTH_SCALE ?= small
+TRAIN_ARGS  ?=
+TEST_TARGETS ?= $(DATA)/eval_data_test.h5
+
+# Which source a dataset folder was filled from: downloaded or generated (at which scale).
+SOURCE := $(if $(SYNTH),.nlbkit-synth-$(SYNTH_SCALE),.nlbkit-fetched)
+
+run_dir = $(RUNS)/$(1)_$(2)ms_$(3)_$(MODEL)
+runs_of = $(foreach d,$(DATASETS),$(foreach b,$(BINS),$(call run_dir,$(d),$(b),$(1))))
+
+LB_TEST_RUNS := $(call runs_of,test)
+LB_VAL_RUNS  := $(call runs_of,val)
+LB_TEST_FILE := $(SUBMISSIONS)/leaderboard_test.h5
+LB_VAL_FILE  := $(SUBMISSIONS)/leaderboard_val.h5
+
+$(DATA)/%/$(SOURCE): | venv
+	$(if $(SYNTH),$(NLBKIT) synth $* --data-dir $(DATA) --scale $(SYNTH_SCALE),$(NLBKIT) fetch $* --data-dir $(DATA))
+	touch $@
+
+# Train, or continue an interrupted run from its last checkpoint, or start again when the tensors
+# changed since the rates were written.
+define train_run # dataset, bin, phase
+	@run=$(call run_dir,$(1),$(2),$(3)); \
+	if [ -f $$run/rates.h5 ]; then flag=--overwrite; \
+	elif [ -f $$run/checkpoints/last.pt ]; then flag=--resume; \
+	elif [ -d $$run ]; then flag=--overwrite; else flag=; fi; \
+	cmd="$(NLBKIT) train $(1) --model $(MODEL) --bin-ms $(2) --phase $(3) --data-dir $(DATA) \
+	     --run-dir $(RUNS) --quiet $(TRAIN_ARGS) $$flag"; \
+	echo $$cmd; $$cmd
+endef
+
+define dataset_bin_rules # dataset, bin
+$(DATA)/$(1)/tensors_$(2)ms.h5: $(DATA)/$(1)/$(SOURCE)
+	$(NLBKIT) prepare $(1) --bin-ms $(2) --data-dir $(DATA) --quiet
+
+$(call run_dir,$(1),$(2),test)/rates.h5: $(DATA)/$(1)/tensors_$(2)ms.h5
+	$$(call train_run,$(1),$(2),test)
+
+$(call run_dir,$(1),$(2),val)/rates.h5: $(DATA)/$(1)/tensors_$(2)ms.h5
+	$$(call train_run,$(1),$(2),val)
+endef
+
+$(foreach d,$(DATASETS),$(foreach b,$(BINS),$(eval $(call dataset_bin_rules,$(d),$(b)))))
+
+$(LB_TEST_FILE): $(addsuffix /rates.h5,$(LB_TEST_RUNS))
+	$(NLBKIT) submit $(LB_TEST_RUNS) --output $@
+
+$(LB_VAL_FILE): $(addsuffix /rates.h5,$(LB_VAL_RUNS))
+	$(NLBKIT) submit $(LB_VAL_RUNS) --output $@
+
+# Test-phase scores need the public targets (`nlbkit fetch --targets`); without them the file is
+# checked against the tensors only.
+leaderboard: $(LB_TEST_FILE)
+	$(NLBKIT) validate $< --phase test --data-dir $(DATA) \
+	  $(if $(wildcard $(TEST_TARGETS)),--targets $(TEST_TARGETS))
+	@echo "upload: $(NLBKIT) submit $(LB_TEST_RUNS) --output $< --evalai  (see docs/evaluation.md)"
+
+# The model's runs with the smoothing baseline's beside them where training made them.
+leaderboard-val: $(LB_VAL_FILE)
+	$(NLBKIT) validate $< --phase val --data-dir $(DATA)
+	$(NLBKIT) evaluate --data-dir $(DATA) $(foreach r,$(LB_VAL_RUNS),$(r) \
+	  $(if $(filter langevin,$(MODEL)),$(wildcard $(patsubst %_langevin,%_smoothing,$(r)))))
