@@ -61,6 +61,7 @@ def test_evaluate_cli_prints_models_side_by_side(workspace, nlbkit_cli):
     ]
 
 
+@pytest.mark.parity
 def test_evaluate_json_equals_nlb_tools_on_the_same_files(workspace, nlbkit_cli, run_reference, tmp_path):
     dirs = [workspace["run_dirs"][(d, b, "langevin")] for d, b in GROUPS]
     payload = json.loads(nlbkit_cli("evaluate", "--json", *dirs).stdout)
@@ -75,6 +76,7 @@ def test_evaluate_json_equals_nlb_tools_on_the_same_files(workspace, nlbkit_cli,
     assert small5 == pytest.approx(splits["mc_maze_scaling_split"], abs=1e-9)
 
 
+@pytest.mark.parity
 def test_submit_validate_and_nlb_tools_agree(workspace, run_reference, tmp_path):
     dirs = [workspace["run_dirs"][(d, b, "langevin")] for d, b in GROUPS]
     path = submit_runs(dirs, tmp_path / "sub.h5")
@@ -183,6 +185,7 @@ def test_nan_and_negative_rates_inside_the_window(good_file, workspace):
     assert any(e.startswith("mc_maze_small/train_rates_heldin: negative rates") for e in errors)
 
 
+@pytest.mark.parity
 def test_dmfc_nan_allowed_before_set_as_in_nlb_tools(good_file, workspace, run_reference, tmp_path):
     path, groups = good_file
     target = workspace["targets"][("dmfc_rsg", 20)]
