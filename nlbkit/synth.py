@@ -17,7 +17,14 @@ import numpy as np
 from nlbkit.datasets import DATASET_NAMES, get_spec
 from nlbkit.errors import NlbkitError
 from nlbkit.paths import atomic_path, dataset_dir
-from nlbkit.synth_latents import TICKS_PER_MS, LatentTimeline, integrate, session_spikes, ticks_to_seconds
+from nlbkit.synth_latents import (
+    TICKS_PER_MS,
+    LatentTimeline,
+    integrate,
+    session_spikes,
+    taper,
+    ticks_to_seconds,
+)
 from nlbkit.synth_layouts import SCALES, Layout, make_layout
 from nlbkit.synth_nwb import (
     behavior_series,
@@ -73,7 +80,7 @@ def write_all(
 
 def _timeline(layout: Layout) -> LatentTimeline:
     lengths = layout.epoch_len_ms
-    paths = integrate(layout.epoch_init, int(lengths.max()))
+    paths = taper(integrate(layout.epoch_init, int(lengths.max())), lengths, layout.taper_ms)
     keep = np.arange(paths.shape[1])[None, :] < lengths[:, None]
     return LatentTimeline(layout.epoch_start_ms, lengths, paths[keep])
 
@@ -139,13 +146,13 @@ def _write_test(spec, layout, unit, ticks, heldout, out_dir, seed, rng) -> tuple
     obs = np.round(obs, 6)
     heldin_idx = np.flatnonzero(~heldout)
     sel = np.isin(unit, heldin_idx)
-    u, t = unit[sel], ticks[sel]
-    parts_u, parts_t = [], []
-    for k, (w0, w1) in enumerate(windows):
-        in_w = (t >= w0 * TICKS_PER_MS) & (t < w1 * TICKS_PER_MS)
-        parts_u.append(u[in_w])
-        parts_t.append(t[in_w] + shifts[k] * TICKS_PER_MS)
-    u, t = np.concatenate(parts_u), np.concatenate(parts_t)
+    by_time = np.argsort(ticks[sel], kind="stable")
+    u, t = unit[sel][by_time], ticks[sel][by_time]
+    lo = np.searchsorted(t, windows[:, 0] * TICKS_PER_MS)
+    hi = np.searchsorted(t, windows[:, 1] * TICKS_PER_MS)
+    take = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)])
+    trial_of = np.repeat(np.arange(len(windows)), hi - lo)
+    u, t = u[take], t[take] + shifts[trial_of] * TICKS_PER_MS
     times = ticks_to_seconds(t)
     keep = in_spans(times, obs)
     u, times = u[keep], times[keep]
@@ -202,9 +209,9 @@ def _behavior(layout: Layout, timeline: LatentTimeline, rng: np.random.Generator
 
 
 def _readout(z: np.ndarray, ncol: int, rng: np.random.Generator) -> np.ndarray:
-    weights = rng.normal(0.0, 40.0, size=(z.shape[1], ncol))
-    data = z.astype(np.float64) @ weights
-    data += rng.normal(0.0, 2.0, size=data.shape)
+    weights = rng.normal(0.0, 40.0, size=(z.shape[1], ncol)).astype(np.float32)
+    data = (z @ weights).astype(np.float64)
+    data += 2.0 * rng.standard_normal(size=data.shape, dtype=np.float32)
     return data
 
 

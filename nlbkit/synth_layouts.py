@@ -9,7 +9,7 @@ val window (it drops rows with NaN there). Times in `trials` are seconds on the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,7 +51,7 @@ class Layout:
     behavior_span_ms: tuple[int, int] | None = None  # None: the whole session
     n_heldin: int = 0
     n_heldout: int = 0
-    extra: dict = field(default_factory=dict)
+    taper_ms: int = 80  # latents fade in and out at epoch edges; 0 for back-to-back epochs
 
     @property
     def split(self) -> np.ndarray:
@@ -160,8 +160,8 @@ def maze_layout(spec: DatasetSpec, scale: str, rng: np.random.Generator) -> Layo
         train_columns=tuple(trials),
         test_columns=("start_time", "stop_time", "move_onset_time", "split"),
         column_descriptions=_MAZE_DESCRIPTIONS,
-        epoch_start_ms=onset - 500,
-        epoch_len_ms=np.full(n, 1400, dtype=np.int64),
+        epoch_start_ms=onset - 350,
+        epoch_len_ms=np.full(n, 1100, dtype=np.int64),
         epoch_init=_condition_inits(cond, n_types * n_versions, rng),
         session_ms=int(stops[-1] + 500),
         required_ms=np.stack([onset - 252, onset + 652], axis=1)[np.isin(split, ["train", "val"])],
@@ -184,9 +184,9 @@ def rtt_layout(spec: DatasetSpec, scale: str, rng: np.random.Generator) -> Layou
     breaks[0] = 0
     starts = 300 + np.cumsum(np.concatenate([[0], step[:-1]]) + breaks)
     stops = starts + 600
-    session_ms = int(stops[-1] + 1000)
     # One continuous trajectory, integrated in 1 s epochs started where the previous one ends.
-    n_epochs = -(-session_ms // 1000)
+    n_epochs = -(-int(stops[-1] + 1000) // 1000)
+    session_ms = n_epochs * 1000
     inits = lorenz_path(attractor_points(1, rng)[0], n_epochs * 1000, every=1000)
     keep = np.isin(split, ["train", "val"])
     required = np.stack([starts - 2, starts + 802], axis=1)[keep]
@@ -219,6 +219,7 @@ def rtt_layout(spec: DatasetSpec, scale: str, rng: np.random.Generator) -> Layou
         behavior_span_ms=span,
         n_heldin=heldin,
         n_heldout=heldout,
+        taper_ms=0,
     )
 
 
@@ -255,8 +256,8 @@ def area2_layout(spec: DatasetSpec, scale: str, rng: np.random.Generator) -> Lay
         train_columns=tuple(trials),
         test_columns=("start_time", "stop_time", "move_onset_time", "split"),
         column_descriptions=_AREA2_DESCRIPTIONS,
-        epoch_start_ms=onset - 400,
-        epoch_len_ms=np.full(n, 1300, dtype=np.int64),
+        epoch_start_ms=onset - 300,
+        epoch_len_ms=np.full(n, 1100, dtype=np.int64),
         epoch_init=_condition_inits(cond, n_dirs * 2, rng),
         session_ms=int(stops[-1] + 500),
         required_ms=np.stack([onset - 122, onset + 702], axis=1)[np.isin(split, ["train", "val"])],
