@@ -1,0 +1,307 @@
+"""Run configuration: the model's, the training loop's and the smoothing baseline's settings.
+
+A `RunConfig` has three sections, each a dataclass: `model` (`LangevinConfig`), `train`
+(`TrainConfig`) and `smoothing` (`SmoothingConfig`). A run's configuration is resolved in layers:
+dataclass defaults, then the dataset's defaults (`DATASET_DEFAULTS`, data rather than code), then a
+YAML/JSON file (`--config`), then `key=value` overrides (`--set`). Keys are dotted (`train.lr`); a
+field name that exists in one section only may be given bare (`lr`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nlbkit.errors import NlbkitError
+from nlbkit.models.langevin import LangevinConfig
+
+
+@dataclass
+class TrainConfig:
+    """The training loop. Epoch counts are whole passes over the training trials."""
+
+    lr: float = 3e-3
+    batch_size: int = 64
+    epochs: int = 1000
+    weight_decay: float = 2e-5  # reached at the end of the KL warm-up, ramped like the KL weight
+    kl_max: float = 0.1
+    kl_ramp_epochs: int = 500  # KL weight = kl_max * min(epoch / kl_ramp_epochs, 1)
+    lr_factor: float = 0.5  # ReduceLROnPlateau on the validation NLL
+    lr_patience: int = 20  # in validations, not epochs
+    min_lr: float = 1e-5
+    patience: int = 200  # early stopping: epochs without a better validation co-bps
+    val_every: int = 5  # epochs between validations
+    val_samples: int = 10  # stochastic passes averaged for the validation co-bps
+    val_fraction: float = 0.15  # training trials held back for validation (checkpoint choice, stopping)
+    eval_fraction: float = 0.2  # files with train trials only: trials held out as the scored eval set
+    grad_clip: float = 200.0
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # mixed precision, used only on CUDA
+    threads: int = 0  # CPU threads for torch; 0 keeps torch's default (1 is faster on a busy machine)
+    compare_smoothing: bool = True  # also fit the smoothing baseline and show its scores beside
+
+
+@dataclass
+class SmoothingConfig:
+    """The NLB smoothing baseline: Gaussian kernel width and the Poisson GLM's L2 penalty."""
+
+    kern_sd_ms: float = 50.0
+    alpha: float = 0.01
+    log_offset: float = 1e-4  # added before the log of smoothed counts
+    max_iter: int = 500
+
+
+@dataclass
+class RunConfig:
+    model: LangevinConfig = field(default_factory=LangevinConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+
+
+SECTIONS: tuple[str, ...] = ("model", "train", "smoothing")
+
+# Released LangevinFlow scripts (20 ms, test phase) where they exist; the smoothing baseline's
+# kernel widths and penalties are those of the NLB smoothing baseline. The scaled mc_maze sets have
+# no released script: smaller batches for fewer trials, and fewer epochs with a shorter warm-up so
+# that a CPU run ends in minutes; measured choices are documented in docs/training.md.
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mc_maze": {
+        "train.batch_size": 256,
+        "train.weight_decay": 2e-5,
+        "model.cd_rate": 0.5,
+        "train.epochs": 2000,
+        "smoothing.kern_sd_ms": 50.0,
+        "smoothing.alpha": 0.01,
+    },
+    "mc_rtt": {
+        "train.batch_size": 64,
+        "model.cd_rate": 0.3,
+        "train.epochs": 6000,
+        "smoothing.kern_sd_ms": 30.0,
+        "smoothing.alpha": 0.1,
+    },
+    "area2_bump": {
+        "train.batch_size": 32,
+        "model.cd_rate": 0.4,
+        "smoothing.kern_sd_ms": 30.0,
+        "smoothing.alpha": 0.01,
+    },
+    "dmfc_rsg": {
+        "train.batch_size": 64,
+        "train.lr": 1e-3,
+        "train.weight_decay": 1e-5,
+        "model.damping": 0.7,
+        "model.cd_rate": 0.6,
+        "train.epochs": 1000,
+        "smoothing.kern_sd_ms": 60.0,
+        "smoothing.alpha": 0.001,
+    },
+    "mc_maze_large": {
+        "train.batch_size": 64,
+        "model.cd_rate": 0.5,
+        "train.epochs": 600,
+        "train.kl_ramp_epochs": 150,
+        "smoothing.kern_sd_ms": 40.0,
+        "smoothing.alpha": 0.1,
+    },
+    "mc_maze_medium": {
+        "train.batch_size": 32,
+        "model.cd_rate": 0.5,
+        "train.epochs": 600,
+        "train.kl_ramp_epochs": 150,
+        "smoothing.kern_sd_ms": 60.0,
+        "smoothing.alpha": 0.1,
+    },
+    "mc_maze_small": {
+        "model.hidden": 64,
+        "model.ff_dim": 128,
+        "model.cd_rate": 0.5,
+        "model.prediction_samples": 20,
+        "train.batch_size": 16,
+        "train.epochs": 200,
+        "train.kl_ramp_epochs": 50,
+        "train.patience": 60,
+        "train.val_samples": 5,
+        "smoothing.kern_sd_ms": 60.0,
+        "smoothing.alpha": 0.1,
+    },
+}
+
+
+def valid_keys(cfg: RunConfig | None = None) -> list[str]:
+    """Every dotted key of a run configuration, e.g. 'train.lr'."""
+    cfg = cfg or RunConfig()
+    return [f"{s}.{f.name}" for s in SECTIONS for f in dataclasses.fields(getattr(cfg, s))]
+
+
+def resolve_key(key: str, cfg: RunConfig | None = None) -> str:
+    """The dotted key meant by `key` (dotted, or a bare field name of exactly one section)."""
+    keys = valid_keys(cfg)
+    if key in keys:
+        return key
+    bare = [k for k in keys if k.split(".", 1)[1] == key]
+    if len(bare) == 1:
+        return bare[0]
+    if len(bare) > 1:
+        raise NlbkitError(f"config key '{key}' is ambiguous: use one of {', '.join(bare)}")
+    bare_names = {k.split(".", 1)[1]: k for k in keys}
+    close = difflib.get_close_matches(key, keys + list(bare_names), n=6, cutoff=0.5)
+    close = list(dict.fromkeys(bare_names.get(c, c) for c in close))[:4]
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    sections = ", ".join(f"{s}.*" for s in SECTIONS)
+    raise NlbkitError(
+        f"unknown config key '{key}'{hint} (valid keys are {sections}; `nlbkit train --show-config`)"
+    )
+
+
+def _field_type(section: Any, name: str) -> Any:
+    hints = typing.get_type_hints(type(section))
+    return hints[name]
+
+
+def coerce(value: Any, kind: Any, key: str) -> Any:
+    """`value` (a string from the command line, or a YAML scalar) as the field's type."""
+    origin = typing.get_origin(kind)
+    if origin is typing.Literal:
+        choices = typing.get_args(kind)
+        if value not in choices:
+            raise NlbkitError(
+                f"config key '{key}' takes one of {', '.join(map(str, choices))}, not '{value}'"
+            )
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        return coerce(value, args[0], key)
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            if isinstance(value, str):
+                number = float(value)
+                if not number.is_integer():
+                    raise ValueError(value)
+                return int(number)
+            return int(value)
+        if kind is float:
+            return float(value)
+        if kind is str:
+            return str(value)
+    except (TypeError, ValueError):
+        name = {bool: "boolean", int: "integer", float: "number", str: "string"}.get(kind, str(kind))
+        raise NlbkitError(f"config key '{key}' takes a {name}, not '{value}'") from None
+    return value
+
+
+def set_value(cfg: RunConfig, key: str, value: Any) -> None:
+    """Set one field, by dotted (or unambiguous bare) key, converting `value` to the field's type."""
+    dotted = resolve_key(key, cfg)
+    section_name, name = dotted.split(".", 1)
+    section = getattr(cfg, section_name)
+    setattr(section, name, coerce(value, _field_type(section, name), dotted))
+
+
+def parse_assignment(text: str) -> tuple[str, str]:
+    """'train.lr=1e-3' -> ('train.lr', '1e-3')."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise NlbkitError(f"--set expects key=value (e.g. train.lr=1e-3), got '{text}'")
+    return key.strip(), value.strip()
+
+
+def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'train': {'lr': 1}} -> {'train.lr': 1}; dotted keys pass through."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{full}."))
+        else:
+            flat[full] = value
+    return flat
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The flat key -> value mapping of a YAML (or JSON) config file."""
+    path = Path(path)
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise NlbkitError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise NlbkitError(f"{path}: not valid YAML/JSON ({str(exc).splitlines()[0]})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise NlbkitError(f"{path}: a config file must hold a mapping of keys to values")
+    return flatten(loaded)
+
+
+def build_config(
+    dataset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> RunConfig:
+    """Defaults, then the dataset's defaults, then `config_file`, then `key=value` overrides."""
+    cfg = RunConfig()
+    for key, value in DATASET_DEFAULTS.get(dataset or "", {}).items():
+        set_value(cfg, key, value)
+    if config_file is not None:
+        for key, value in read_config_file(config_file).items():
+            try:
+                set_value(cfg, key, value)
+            except NlbkitError as exc:
+                raise NlbkitError(f"{config_file}: {exc}") from None
+    for text in overrides:
+        set_value(cfg, *parse_assignment(text))
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    """Check the sections' consistency (e.g. the model's sizes) after all overrides."""
+    if hasattr(cfg.model, "validate"):
+        cfg.model.validate()
+    tc = cfg.train
+    if tc.batch_size < 1 or tc.epochs < 0 or tc.val_every < 1 or tc.lr <= 0:
+        raise NlbkitError(
+            "train.batch_size, train.val_every and train.lr must be positive, train.epochs >= 0"
+        )
+    if not 0 <= tc.val_fraction < 1 or not 0 < tc.eval_fraction < 1:
+        raise NlbkitError("train.val_fraction must lie in [0, 1) and train.eval_fraction in (0, 1)")
+
+
+def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(data: dict[str, Any]) -> RunConfig:
+    """A RunConfig from `to_dict`'s output (e.g. a run's config.json); unknown keys are errors."""
+    cfg = RunConfig()
+    for key, value in flatten(data).items():
+        set_value(cfg, key, value)
+    validate(cfg)
+    return cfg
+
+
+def dumps(cfg: RunConfig) -> str:
+    return json.dumps(to_dict(cfg), indent=2, sort_keys=False)

@@ -1,0 +1,197 @@
+"""Run directories: where a training run keeps its configuration, checkpoints, rates and scores.
+
+Layout of `runs/<dataset>_<bin>ms_<phase>_<model>[_<tag>]/`:
+`run.json` (what was run on what), `config.json` (the resolved configuration), `metrics.csv` (one row
+per epoch), `checkpoints/last.pt` and `checkpoints/best.pt`, `rates.h5` (the submission's key names)
+and `scores.json` (local scores under nlb_tools' metric names).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from nlbkit.config import RunConfig, from_dict, to_dict
+from nlbkit.datasets import get_spec
+from nlbkit.errors import NlbkitError
+from nlbkit.paths import atomic_path
+
+RATE_KEYS: tuple[str, ...] = (
+    "train_rates_heldin",
+    "train_rates_heldout",
+    "eval_rates_heldin",
+    "eval_rates_heldout",
+    "eval_rates_heldin_forward",
+    "eval_rates_heldout_forward",
+)
+MODELS: tuple[str, ...] = ("langevin", "smoothing")
+
+
+def run_name(dataset: str, bin_ms: int, phase: str, model: str, tag: str | None = None) -> str:
+    name = f"{dataset}_{bin_ms}ms_{phase}_{model}"
+    return f"{name}_{tag}" if tag else name
+
+
+def write_json(path: Path, data: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+@dataclass
+class RunDir:
+    """A run directory and the paths inside it."""
+
+    path: Path
+
+    @property
+    def run_json(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def config_json(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def metrics_csv(self) -> Path:
+        return self.path / "metrics.csv"
+
+    @property
+    def rates_h5(self) -> Path:
+        return self.path / "rates.h5"
+
+    @property
+    def scores_json(self) -> Path:
+        return self.path / "scores.json"
+
+    @property
+    def last_ckpt(self) -> Path:
+        return self.path / "checkpoints" / "last.pt"
+
+    @property
+    def best_ckpt(self) -> Path:
+        return self.path / "checkpoints" / "best.pt"
+
+    @property
+    def smoothing_weights(self) -> Path:
+        return self.path / "checkpoints" / "smoothing.npz"
+
+    def info(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.run_json.read_text())
+        except FileNotFoundError:
+            raise NlbkitError(f"{self.path}: not a run directory (no run.json)") from None
+        except json.JSONDecodeError:
+            raise NlbkitError(f"{self.run_json}: not valid JSON") from None
+
+    def config(self) -> RunConfig:
+        try:
+            return from_dict(json.loads(self.config_json.read_text()))
+        except FileNotFoundError:
+            raise NlbkitError(f"{self.path}: no config.json in this run directory") from None
+        except (json.JSONDecodeError, NlbkitError) as exc:
+            raise NlbkitError(f"{self.config_json}: {exc}") from None
+
+    def scores(self) -> dict[str, float] | None:
+        if not self.scores_json.exists():
+            return None
+        return json.loads(self.scores_json.read_text())
+
+
+def create_run(
+    root: str | Path,
+    name: str,
+    info: dict[str, Any],
+    cfg: RunConfig,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> RunDir:
+    """Make (or, with `resume`, reopen) a run directory and write run.json and config.json.
+
+    An existing directory is an error unless `resume` (keeps its checkpoints and log) or `overwrite`
+    (starts it afresh).
+    """
+    run = RunDir(Path(root) / name)
+    if run.path.exists() and any(run.path.iterdir()):
+        if overwrite and not resume:
+            shutil.rmtree(run.path)
+        elif not resume:
+            raise NlbkitError(
+                f"{run.path}: run directory exists; pass --resume to continue it, --overwrite to "
+                "start it again, or --tag NAME for a new one"
+            )
+    elif resume:
+        raise NlbkitError(f"{run.path}: nothing to resume (no such run directory)")
+    (run.path / "checkpoints").mkdir(parents=True, exist_ok=True)
+    write_json(run.run_json, {**info, "created": info.get("created") or datetime.now(UTC).isoformat()})
+    write_json(run.config_json, to_dict(cfg))
+    return run
+
+
+def split_rates(rates: np.ndarray, n_heldin: int, n_bins: int) -> dict[str, np.ndarray]:
+    """(trials, T+F, Nin+Nout) -> heldin/heldout over T bins and their forward bins."""
+    return {
+        "heldin": rates[:, :n_bins, :n_heldin],
+        "heldout": rates[:, :n_bins, n_heldin:],
+        "heldin_forward": rates[:, n_bins:, :n_heldin],
+        "heldout_forward": rates[:, n_bins:, n_heldin:],
+    }
+
+
+def rates_dict(
+    train_rates: np.ndarray | None, eval_rates: np.ndarray, n_heldin: int, n_bins: int
+) -> dict[str, np.ndarray]:
+    """The submission arrays (float32) from model outputs for the fit and the eval trials.
+
+    Without `train_rates` only the four eval arrays are returned.
+    """
+    evals = split_rates(eval_rates, n_heldin, n_bins)
+    out = {
+        "eval_rates_heldin": evals["heldin"],
+        "eval_rates_heldout": evals["heldout"],
+        "eval_rates_heldin_forward": evals["heldin_forward"],
+        "eval_rates_heldout_forward": evals["heldout_forward"],
+    }
+    if train_rates is not None:
+        train = split_rates(train_rates, n_heldin, n_bins)
+        out = {"train_rates_heldin": train["heldin"], "train_rates_heldout": train["heldout"], **out}
+    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
+
+
+def write_rates(
+    path: str | Path, dataset: str, bin_ms: int, phase: str, rates: dict[str, np.ndarray]
+) -> Path:
+    """One group `spec.group_name(bin_ms)` holding the rate arrays; written atomically.
+
+    All six arrays, or the four eval ones alone (rates predicted for eval trials only).
+    """
+    missing = [k for k in RATE_KEYS if k not in rates and k.startswith("eval")]
+    if missing:
+        raise NlbkitError(f"rates for {path} lack {', '.join(missing)}")
+    keys = [k for k in RATE_KEYS if k in rates]
+    for key in keys:
+        values = rates[key]
+        if not np.isfinite(values).all() or (values < 0).any():
+            raise NlbkitError(f"{key}: rates must be finite and non-negative; not writing {path}")
+    group_name = get_spec(dataset).group_name(bin_ms)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        group = h5.create_group(group_name)
+        group.attrs.update({"dataset": dataset, "bin_ms": bin_ms, "phase": phase})
+        for key in keys:
+            group.create_dataset(key, data=np.asarray(rates[key], dtype=np.float32))
+    return Path(path)
+
+
+def read_rates(path: str | Path) -> tuple[str, dict[str, np.ndarray]]:
+    """(group name, arrays) of a one-group rates file."""
+    with h5py.File(path, "r") as h5:
+        names = list(h5)
+        if len(names) != 1:
+            raise NlbkitError(f"{path}: expected one group of rates, found {names}")
+        return names[0], {k: np.asarray(v[()]) for k, v in h5[names[0]].items()}

@@ -1,0 +1,327 @@
+"""The training loop of a rate model: batches, KL/weight-decay warm-up, Adam, checkpoints, early stop.
+
+The model is any `torch.nn.Module` with LangevinFlow's two methods:
+`loss(heldin (B, T, Nin), target (B, T+F, Nin+Nout), kl_weight) -> (loss, {"nll", "kl", "loss"})`
+and `predict_rates(heldin, n_samples) -> rates per bin (B, T+F, Nin+Nout)`.
+
+Every completed epoch rewrites `metrics.csv` and `checkpoints/last.pt`; each better validation
+co-bps writes `checkpoints/best.pt`. A NaN or infinite loss stops the run before anything of that
+epoch is saved, so the last checkpoint is the last good state.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from nlbkit.config import TrainConfig
+from nlbkit.errors import NlbkitError
+from nlbkit.metrics import bits_per_spike
+from nlbkit.paths import atomic_path
+from nlbkit.runs import RunDir
+from nlbkit.training_data import TrialSet, holdout_split
+
+CSV_FIELDS = (
+    "epoch",
+    "kl_weight",
+    "lr",
+    "loss",
+    "nll",
+    "kl",
+    "val_nll",
+    "val_co_bps",
+    "best_co_bps",
+    "seconds",
+)
+
+
+class TrainingDiverged(NlbkitError):
+    """The loss became NaN or infinite."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise NlbkitError("--device cuda asked for, but torch sees no CUDA device")
+    if name not in ("cpu", "cuda"):
+        raise NlbkitError(f"unknown device '{name}': use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def ramp(epoch: int, ramp_epochs: int) -> float:
+    """Warm-up factor of the KL weight and the weight decay: min(epoch / ramp_epochs, 1)."""
+    return 1.0 if ramp_epochs <= 0 else min(epoch / ramp_epochs, 1.0)
+
+
+@dataclass
+class Tensors:
+    """One set of trials as tensors on the training device."""
+
+    heldin: torch.Tensor  # (trials, T, Nin)
+    target: torch.Tensor  # (trials, T+F, Nin+Nout)
+    heldout: np.ndarray  # (trials, T, Nout) spike counts, for co-bps
+
+    @classmethod
+    def from_trials(cls, trials: TrialSet, device: torch.device) -> Tensors:
+        heldin = torch.as_tensor(np.nan_to_num(trials.heldin).astype(np.float32), device=device)
+        return cls(heldin, torch.as_tensor(trials.target(), device=device), trials.heldout)
+
+
+def split_validation(trials: TrialSet, fraction: float, seed: int) -> tuple[TrialSet, TrialSet | None]:
+    """(trials to fit, trials to validate on); no validation when fraction is 0 or too few trials."""
+    if fraction <= 0 or len(trials) < 4:
+        return trials, None
+    kept, held = holdout_split(len(trials), fraction, seed)
+    return trials.subset(kept), trials.subset(held)
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module,
+    heldin: np.ndarray | torch.Tensor,
+    n_samples: int | None,
+    batch_size: int,
+    device: torch.device,
+) -> np.ndarray:
+    """Rates per bin (trials, T+F, N) in eval mode, `batch_size` trials at a time."""
+    model.eval()
+    heldin = torch.as_tensor(
+        np.nan_to_num(np.asarray(heldin, dtype=np.float32)) if isinstance(heldin, np.ndarray) else heldin
+    )
+    parts = []
+    for start in range(0, heldin.shape[0], batch_size):
+        batch = heldin[start : start + batch_size].to(device)
+        parts.append(model.predict_rates(batch, n_samples=n_samples).float().cpu().numpy())
+    return np.concatenate(parts, axis=0)
+
+
+class Trainer:
+    """Trains one model into one run directory; `fit()` returns the epoch it stopped at."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        cfg: TrainConfig,
+        run: RunDir,
+        fit: TrialSet,
+        val: TrialSet | None,
+        device: torch.device,
+        progress: bool = True,
+        on_epoch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.model = model.to(device)
+        self.cfg = cfg
+        self.run = run
+        self.device = device
+        self.progress = progress
+        self.on_epoch = on_epoch
+        self.fit_set = Tensors.from_trials(fit, device)
+        self.val_set = Tensors.from_trials(val, device) if val is not None else None
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr
+        )
+        self.shuffle = torch.Generator().manual_seed(cfg.seed)
+        self.epoch = 0  # epochs completed
+        self.best_co_bps = -math.inf
+        self.best_epoch = 0
+        self.rows: list[dict] = []
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        if not (self.cfg.amp and self.device.type == "cuda"):
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+
+    # --- checkpoints -------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "best_co_bps": self.best_co_bps,
+            "best_epoch": self.best_epoch,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+                "shuffle": self.shuffle.get_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            },
+        }
+
+    def save(self, path) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(self.state(), tmp)
+
+    def resume(self) -> None:
+        """Continue from `checkpoints/last.pt`: weights, optimiser, scheduler, RNGs and the log."""
+        if not self.run.last_ckpt.exists():
+            raise NlbkitError(f"{self.run.last_ckpt}: no checkpoint to resume from")
+        state = torch.load(self.run.last_ckpt, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.best_co_bps, self.best_epoch = (
+            state["epoch"],
+            state["best_co_bps"],
+            state["best_epoch"],
+        )
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        self.shuffle.set_state(rng["shuffle"])
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.rows = [r for r in self._read_log() if int(r["epoch"]) <= self.epoch]
+
+    def _read_log(self) -> list[dict]:
+        if not self.run.metrics_csv.exists():
+            return []
+        with open(self.run.metrics_csv, newline="") as handle:
+            return list(csv.DictReader(handle))
+
+    def _write_log(self) -> None:
+        with atomic_path(self.run.metrics_csv) as tmp, open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+    # --- one epoch ---------------------------------------------------------------------------------
+    def _train_epoch(self, kl_weight: float) -> dict[str, float]:
+        self.model.train()
+        n = self.fit_set.heldin.shape[0]
+        order = torch.randperm(n, generator=self.shuffle)
+        totals = {"loss": 0.0, "nll": 0.0, "kl": 0.0}
+        for start in range(0, n, self.cfg.batch_size):
+            index = order[start : start + self.cfg.batch_size].to(self.device)
+            with self._autocast():
+                loss, parts = self.model.loss(
+                    self.fit_set.heldin[index], self.fit_set.target[index], kl_weight
+                )
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise TrainingDiverged(self._diverged_message(value))
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            share = len(index) / n
+            for key in totals:
+                totals[key] += float(parts.get(key, loss if key == "loss" else 0.0)) * share
+        return totals
+
+    def _diverged_message(self, value: float) -> str:
+        kept = (
+            f"the last good checkpoint is {self.run.last_ckpt} (epoch {self.epoch})"
+            if self.run.last_ckpt.exists()
+            else "no epoch had completed, so there is no checkpoint"
+        )
+        return (
+            f"loss became {value} at epoch {self.epoch + 1}; training stopped and {kept}. "
+            f"Try a lower learning rate (--set train.lr=...) and --resume"
+        )
+
+    def _validate(self, kl_weight: float) -> tuple[float, float]:
+        """(validation NLL, co-bps of the held-out neurons over the observed bins)."""
+        val = self.val_set
+        with torch.no_grad(), self._autocast():
+            self.model.eval()
+            _, parts = self.model.loss(val.heldin, val.target, kl_weight)
+        rates = predict(self.model, val.heldin, self.cfg.val_samples, self.cfg.batch_size, self.device)
+        n_bins, n_heldin = val.heldin.shape[1], val.heldin.shape[2]
+        co_bps = bits_per_spike(
+            rates[:, :n_bins, n_heldin:].astype(np.float64), val.heldout.astype(np.float64)
+        )
+        return float(parts["nll"]), co_bps
+
+    # --- the loop ----------------------------------------------------------------------------------
+    def fit(self) -> int:
+        cfg = self.cfg
+        bar = tqdm(
+            total=cfg.epochs,
+            initial=self.epoch,
+            desc="train",
+            unit="epoch",
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
+        latest_co_bps = float("nan")
+        try:
+            while self.epoch < cfg.epochs and not self._patience_spent():
+                started = time.perf_counter()
+                warm = ramp(self.epoch, cfg.kl_ramp_epochs)
+                kl_weight = cfg.kl_max * warm
+                for group in self.optimizer.param_groups:
+                    group["weight_decay"] = cfg.weight_decay * warm
+                totals = self._train_epoch(kl_weight)
+                self.epoch += 1
+                row = {
+                    "epoch": self.epoch,
+                    "kl_weight": kl_weight,
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                    **totals,
+                    "val_nll": "",
+                    "val_co_bps": "",
+                    "best_co_bps": "",
+                }
+                improved = False
+                if self.val_set is not None and (self.epoch % cfg.val_every == 0 or self.epoch == cfg.epochs):
+                    val_nll, latest_co_bps = self._validate(kl_weight)
+                    self.scheduler.step(val_nll)
+                    row.update(val_nll=val_nll, val_co_bps=latest_co_bps)
+                    if latest_co_bps > self.best_co_bps:
+                        self.best_co_bps, self.best_epoch, improved = latest_co_bps, self.epoch, True
+                row["best_co_bps"] = self.best_co_bps if math.isfinite(self.best_co_bps) else ""
+                row["seconds"] = round(time.perf_counter() - started, 4)
+                self.rows.append(row)
+                if improved or self.val_set is None:
+                    self.save(self.run.best_ckpt)
+                self.save(self.run.last_ckpt)
+                self._write_log()
+                bar.update(1)
+                bar.set_postfix(loss=f"{totals['loss']:.4f}", val_co_bps=f"{latest_co_bps:.4f}")
+                if self.on_epoch is not None:
+                    self.on_epoch(self.epoch)
+        finally:
+            bar.close()
+        return self.epoch
+
+    def _patience_spent(self) -> bool:
+        """Early stopping: `patience` epochs since the best validation co-bps."""
+        return self.val_set is not None and self.epoch - self.best_epoch >= self.cfg.patience
+
+    def load_best(self) -> None:
+        """Weights of the best checkpoint (the last one when there was no validation)."""
+        path = self.run.best_ckpt if self.run.best_ckpt.exists() else self.run.last_ckpt
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])

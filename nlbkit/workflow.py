@@ -1,0 +1,236 @@
+"""`nlbkit train` and `nlbkit predict` as functions: data in, a run directory out.
+
+`train_run` reads a tensor file, fits LangevinFlow (or the smoothing baseline), writes the run
+directory (config, log, checkpoints, `rates.h5`, `scores.json`) and, for LangevinFlow, fits the
+smoothing baseline on the same trials so that every score has the baseline's beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from nlbkit.config import RunConfig, SmoothingConfig
+from nlbkit.datasets import check_bin, get_spec
+from nlbkit.errors import NlbkitError
+from nlbkit.models.smoothing import SmoothingBaseline
+from nlbkit.paths import tensors_path
+from nlbkit.runs import MODELS, RunDir, create_run, rates_dict, run_name, write_json, write_rates
+from nlbkit.scoring import score_rates
+from nlbkit.training import Trainer, predict, resolve_device, seed_everything, split_validation
+from nlbkit.training_data import PhaseData, load_phase_data
+
+ModelFactory = Callable[[RunConfig, int, int, int], torch.nn.Module]
+
+
+def build_langevin(cfg: RunConfig, n_heldin: int, n_heldout: int, n_forward: int) -> torch.nn.Module:
+    from nlbkit.models.langevin import LangevinFlow
+
+    return LangevinFlow(cfg.model, n_heldin, n_heldout, n_forward)
+
+
+@dataclass
+class TrainOutcome:
+    run: RunDir
+    scores: dict[str, float]
+    baseline: dict[str, float] = field(default_factory=dict)  # the smoothing baseline's, same trials
+    epochs: int = 0
+
+
+def train_run(
+    dataset: str,
+    cfg: RunConfig,
+    bin_ms: int = 5,
+    phase: str = "val",
+    model: str = "langevin",
+    data_dir: str | Path | None = None,
+    from_tensors: str | Path | None = None,
+    run_root: str | Path = "runs",
+    tag: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    model_factory: ModelFactory = build_langevin,
+) -> TrainOutcome:
+    """Train `model` on `dataset`'s tensors and write its run directory; see the module doc."""
+    get_spec(dataset)
+    check_bin(bin_ms)
+    if model not in MODELS:
+        raise NlbkitError(f"unknown model '{model}': use one of {', '.join(MODELS)}")
+    path = Path(from_tensors) if from_tensors else tensors_path(dataset, bin_ms, data_dir)
+    data = load_phase_data(path, phase, cfg.train.eval_fraction, cfg.train.seed)
+    if data.eval.heldin.shape[2] != data.n_heldin:
+        raise NlbkitError(
+            f"{path}: eval trials have {data.eval.heldin.shape[2]} held-in neurons, "
+            f"train trials {data.n_heldin}"
+        )
+    if tag is None and data.source == "holdout":
+        tag = "holdout"
+    info = {
+        "dataset": dataset,
+        "bin_ms": bin_ms,
+        "phase": data.phase,
+        "model": model,
+        "seed": cfg.train.seed,
+        "tensors": str(path),
+        "eval_source": data.source,
+        "n_heldin": data.n_heldin,
+        "n_heldout": data.n_heldout,
+        "n_forward": data.n_forward,
+        "n_bins": int(data.fit.heldin.shape[1]),
+    }
+    if data.eval_index is not None:
+        info["eval_index"] = data.eval_index.tolist()
+    run = create_run(
+        run_root, run_name(dataset, bin_ms, data.phase, model, tag), info, cfg, resume, overwrite
+    )
+    if model == "smoothing":
+        train_rates, eval_rates = _fit_smoothing(run, data, cfg.smoothing, bin_ms)
+        epochs = 0
+    else:
+        train_rates, eval_rates, epochs = _fit_torch(run, data, cfg, resume, progress, model_factory)
+    rates = rates_dict(train_rates, eval_rates, data.n_heldin, data.fit.heldin.shape[1])
+    write_rates(run.rates_h5, dataset, bin_ms, data.phase, rates)
+    scores = score_rates(dataset, bin_ms, data.targets, rates)
+    write_json(run.scores_json, scores)
+    outcome = TrainOutcome(run=run, scores=scores, epochs=epochs)
+    if model == "langevin" and cfg.train.compare_smoothing and scores:
+        outcome.baseline = baseline_scores(
+            dataset, cfg, bin_ms, data.phase, data_dir, from_tensors, run_root, tag, info
+        )
+    return outcome
+
+
+def _fit_smoothing(
+    run: RunDir, data: PhaseData, cfg: SmoothingConfig, bin_ms: int
+) -> tuple[np.ndarray, np.ndarray]:
+    fit = data.fit
+    baseline = SmoothingBaseline(bin_ms, cfg.kern_sd_ms, cfg.alpha, cfg.log_offset, cfg.max_iter)
+    baseline.fit(fit.heldin, fit.heldout, fit.heldin_forward, fit.heldout_forward)
+    baseline.save(run.smoothing_weights)
+    return baseline.predict_rates(fit.heldin), baseline.predict_rates(data.eval.heldin)
+
+
+def _fit_torch(
+    run: RunDir, data: PhaseData, cfg: RunConfig, resume: bool, progress: bool, model_factory: ModelFactory
+) -> tuple[np.ndarray, np.ndarray, int]:
+    tc = cfg.train
+    device = resolve_device(tc.device)
+    if tc.threads > 0:
+        torch.set_num_threads(tc.threads)
+    seed_everything(tc.seed)
+    net = model_factory(cfg, data.n_heldin, data.n_heldout, data.n_forward)
+    fit, val = split_validation(data.fit, tc.val_fraction, tc.seed)
+    if hasattr(net, "set_baseline_rates"):
+        mean_counts = torch.as_tensor(fit.target().mean(axis=(0, 1)))
+        net.set_baseline_rates(mean_counts)
+    trainer = Trainer(net, tc, run, fit, val, device, progress=progress)
+    if resume and run.last_ckpt.exists():
+        trainer.resume()
+    epochs = trainer.fit()
+    trainer.load_best()
+    seed_everything(tc.seed)  # the final stochastic passes do not depend on where training stopped
+    samples = cfg.model.prediction_samples
+    train_rates = predict(net, data.fit.heldin, samples, tc.batch_size, device)
+    eval_rates = predict(net, data.eval.heldin, samples, tc.batch_size, device)
+    return train_rates, eval_rates, epochs
+
+
+def baseline_scores(
+    dataset: str,
+    cfg: RunConfig,
+    bin_ms: int,
+    phase: str,
+    data_dir,
+    from_tensors,
+    run_root,
+    tag: str | None,
+    info: dict,
+) -> dict[str, float]:
+    """The smoothing baseline's scores on the same trials: its existing run if it matches, else fit it."""
+    sibling = RunDir(Path(run_root) / run_name(dataset, bin_ms, phase, "smoothing", tag))
+    if sibling.run_json.exists() and sibling.scores_json.exists():
+        other = sibling.info()
+        same = all(other.get(k) == info.get(k) for k in ("tensors", "eval_index", "seed"))
+        if same and sibling.config().smoothing == cfg.smoothing:
+            return sibling.scores() or {}
+    outcome = train_run(
+        dataset,
+        cfg,
+        bin_ms,
+        phase,
+        "smoothing",
+        data_dir,
+        from_tensors,
+        run_root,
+        tag,
+        overwrite=True,
+        progress=False,
+    )
+    return outcome.scores
+
+
+def _read_input(path: Path, run_phase: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(eval_spikes_heldin, train_spikes_heldin or None) from the file's root, else its phase groups."""
+    try:
+        handle = h5py.File(path, "r")
+    except FileNotFoundError:
+        raise NlbkitError(f"{path}: input file not found") from None
+    except OSError:
+        raise NlbkitError(f"{path}: not a readable HDF5 file") from None
+    with handle as h5:
+        eval_group, train_group = h5, h5
+        if "eval_spikes_heldin" not in h5:
+            eval_name, train_name = ("val", "train") if run_phase == "val" else ("test", "trainval")
+            if eval_name not in h5 or "eval_spikes_heldin" not in h5[eval_name]:
+                raise NlbkitError(f"{path}: no 'eval_spikes_heldin' (at the root or in group '{eval_name}')")
+            eval_group, train_group = h5[eval_name], h5.get(train_name, {})
+        train = train_group["train_spikes_heldin"][()] if "train_spikes_heldin" in train_group else None
+        return np.asarray(eval_group["eval_spikes_heldin"][()]), train
+
+
+def predict_file(
+    run_dir: str | Path,
+    input_path: str | Path,
+    output: str | Path,
+    device: str = "auto",
+    model_factory: ModelFactory = build_langevin,
+) -> Path:
+    """Rates of a trained run for the trials of `input_path`, written to `output` (rates.h5 format)."""
+    run = RunDir(Path(run_dir))
+    info, cfg = run.info(), run.config()
+    eval_heldin, train_heldin = _read_input(Path(input_path), info["phase"])
+    n_heldin = info["n_heldin"]
+    for name, array in (("eval_spikes_heldin", eval_heldin), ("train_spikes_heldin", train_heldin)):
+        if array is not None and (array.ndim != 3 or array.shape[2] != n_heldin):
+            raise NlbkitError(
+                f"{input_path}: '{name}' has shape {array.shape}; the run expects (trials, bins, {n_heldin})"
+            )
+    rate_model = _load_model(run, info, cfg, device, model_factory)
+    train_rates = rate_model(train_heldin) if train_heldin is not None else None
+    rates = rates_dict(train_rates, rate_model(eval_heldin), n_heldin, eval_heldin.shape[1])
+    return write_rates(output, info["dataset"], info["bin_ms"], info["phase"], rates)
+
+
+def _load_model(
+    run: RunDir, info: dict, cfg: RunConfig, device: str, model_factory: ModelFactory
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from held-in counts (trials, T, Nin) to rates (trials, T+F, N) for the run's model."""
+    if info["model"] == "smoothing":
+        if not run.smoothing_weights.exists():
+            raise NlbkitError(f"{run.smoothing_weights}: fitted baseline missing")
+        return SmoothingBaseline.load(run.smoothing_weights).predict_rates
+    path = run.best_ckpt if run.best_ckpt.exists() else run.last_ckpt
+    if not path.exists():
+        raise NlbkitError(f"{run.path}: no checkpoint (checkpoints/best.pt or last.pt)")
+    torch_device = resolve_device(device)
+    net = model_factory(cfg, info["n_heldin"], info["n_heldout"], info["n_forward"]).to(torch_device)
+    net.load_state_dict(torch.load(path, map_location=torch_device, weights_only=False)["model"])
+    samples, batch = cfg.model.prediction_samples, cfg.train.batch_size
+    seed_everything(cfg.train.seed)
+    return lambda heldin: predict(net, heldin, samples, batch, torch_device)
