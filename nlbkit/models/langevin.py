@@ -251,7 +251,7 @@ class LangevinFlow(nn.Module):
         return total, parts
 
     @torch.no_grad()
-    def predict_rates(self, heldin: Tensor, n_samples: int | None = None, max_rows: int = 4096) -> Tensor:
+    def predict_rates(self, heldin: Tensor, n_samples: int | None = None, max_rows: int = 1024) -> Tensor:
         """Rates per bin (B, T+F, N): exp of the mean log-rate over n_samples stochastic passes.
 
         Runs in eval mode (no dropout; latents still sampled) and restores the previous mode. Samples
