@@ -80,13 +80,18 @@ def _grid_start(ms: np.ndarray, bin_ms: int) -> np.ndarray:
 
 
 def oracle_rates(
-    dataset: str, bin_ms: int, data_dir: str | os.PathLike | None = None, phase: str = "val"
+    dataset: str,
+    bin_ms: int,
+    data_dir: str | os.PathLike | None = None,
+    phase: str = "val",
+    jitter: bool = True,
 ) -> dict[str, np.ndarray]:
     """True rates (spikes per bin, float32) under the `rates.h5` key names.
 
     phase 'val': train_* for the `train` trials, eval_* for the `val` trials; phase 'test':
     train_* for `train` + `val`, eval_* for the test file's trials. Shapes are those of the
-    matching tensors: (trials, bins, held-in or held-out units).
+    matching tensors: (trials, bins, held-in or held-out units). `jitter=False` leaves out
+    dmfc_rsg's jitter (for checks only: nlb_tools always applies it).
     """
     spec = get_spec(dataset)
     check_bin(bin_ms)
@@ -101,18 +106,18 @@ def oracle_rates(
     train = _trials(folder / spec.train_asset_name, ("split", align, *extra))
     train_mask = train["split"] == "train" if phase == "val" else np.isin(train["split"], ["train", "val"])
 
-    def starts(trials: dict, mask: np.ndarray, jitter: bool) -> np.ndarray:
+    def starts(trials: dict, mask: np.ndarray, jittered: bool) -> np.ndarray:
         onset = np.round(trials[align][mask] * 1000.0).astype(np.int64)
-        if jitter and spec.jitter:
+        if jittered and jitter and spec.jitter:
             onset = onset + nlb_jitter_ms(trials["tp"][mask], bin_ms, spec).astype(np.int64)
         return _grid_start(onset + r0, bin_ms)
 
-    train_start = starts(train, train_mask, jitter=True)
+    train_start = starts(train, train_mask, jittered=True)
     if phase == "val":
-        eval_start = starts(train, train["split"] == "val", jitter=True)
+        eval_start = starts(train, train["split"] == "val", jittered=True)
     else:
         test = _trials(folder / spec.test_asset_name, ("split", align))
-        eval_start = starts(test, np.ones(len(test["split"]), bool), jitter=False) - gt.test_shift_ms
+        eval_start = starts(test, np.ones(len(test["split"]), bool), jittered=False) - gt.test_shift_ms
     n_bins = (r1 - r0) // bin_ms
     n_fp = spec.forward_bins(bin_ms)
     out = {}

@@ -144,16 +144,17 @@ def test_subtract_spans():
 @pytest.mark.parity
 @pytest.mark.parametrize("bin_ms", [5, 20])
 def test_nlb_tools_builds_every_tensor_and_oracle_windows_line_up(synth_dir, run_reference, tmp_path, bin_ms):
-    """nlb_tools loads every generated layout and makes all tensors; the true rates of the
-    oracle sit in exactly its windows: the Poisson likelihood of its spike counts is highest
-    with no shift, and (dmfc_rsg) with its jitter."""
+    """nlb_tools loads every generated layout and makes all tensors from it; the oracle's true
+    rates sit in exactly its windows: the Poisson likelihood of its spike counts is higher than
+    with the rates a bin early or late, and (dmfc_rsg) than without its jitter."""
     out = tmp_path / "ref.h5"
     report = run_reference("synth_smoke_ref.py", "--out", out, synth_dir, bin_ms, *SMALL)
     with h5py.File(out, "r") as f:
         for name in SMALL:
             spec = get_spec(name)
             rates = oracle_rates(name, bin_ms, synth_dir, phase="val")
-            spikes = {
+            test_rates = oracle_rates(name, bin_ms, synth_dir, phase="test")
+            pairs = {
                 "train_rates_heldin": f[f"{name}/train/train_spikes_heldin"][()],
                 "train_rates_heldout": f[f"{name}/train/train_spikes_heldout"][()],
                 "eval_rates_heldin": f[f"{name}/val/eval_spikes_heldin"][()],
@@ -161,16 +162,18 @@ def test_nlb_tools_builds_every_tensor_and_oracle_windows_line_up(synth_dir, run
                 "eval_rates_heldin_forward": f[f"{name}/val_target/eval_spikes_heldin_forward"][()],
                 "eval_rates_heldout_forward": f[f"{name}/val_target/eval_spikes_heldout_forward"][()],
             }
-            for key, counts in spikes.items():
+            for key, counts in pairs.items():
                 assert rates[key].shape == counts.shape, (name, key)
-                _assert_best_aligned(rates[key], counts, (name, key))
-            test_rates = oracle_rates(name, bin_ms, synth_dir, phase="test")
             test_counts = f[f"{name}/test/eval_spikes_heldin"][()]
             assert test_rates["eval_rates_heldin"].shape == test_counts.shape
-            _assert_best_aligned(test_rates["eval_rates_heldin"], test_counts, (name, "test"))
             assert report[name]["test/eval_spikes_heldin"]["nan"] > 0  # truncated observation
-            if spec.psth:
-                assert report[name]["val_target/psth"]["shape"][1] == rates["eval_rates_heldin"].shape[1]
+            windows = [(rates[k], c) for k, c in pairs.items() if "forward" not in k]
+            windows.append((test_rates["eval_rates_heldin"], test_counts))
+            _assert_best_aligned(windows, name)
+            if spec.jitter:
+                plain = oracle_rates(name, bin_ms, synth_dir, phase="val", jitter=False)
+                ll_jit = _poisson_ll(rates["train_rates_heldin"], pairs["train_rates_heldin"])
+                assert ll_jit > _poisson_ll(plain["train_rates_heldin"], pairs["train_rates_heldin"])
 
 
 def _poisson_ll(rates: np.ndarray, counts: np.ndarray) -> float:
@@ -178,12 +181,15 @@ def _poisson_ll(rates: np.ndarray, counts: np.ndarray) -> float:
     return float(np.sum(counts[ok] * np.log(rates[ok]) - rates[ok]))
 
 
-def _assert_best_aligned(rates: np.ndarray, counts: np.ndarray, what) -> None:
-    """True rates explain the counts better than the same rates one bin early or late."""
-    aligned = _poisson_ll(rates[:, 1:-1], counts[:, 1:-1])
-    for shift in (-1, 1):
-        shifted = _poisson_ll(np.roll(rates, shift, axis=1)[:, 1:-1], counts[:, 1:-1])
-        assert aligned > shifted, (what, shift)
-    total = np.nansum(counts)
-    expected = rates[~np.isnan(counts)].sum()
-    assert abs(total - expected) < 5 * np.sqrt(expected) + 1, what
+def _assert_best_aligned(windows: list[tuple[np.ndarray, np.ndarray]], what: str) -> None:
+    """True rates explain the counts better than the same rates one bin early or late, and
+    their total matches the spike count (Poisson, five standard deviations)."""
+
+    def ll(shift: int) -> float:
+        return sum(_poisson_ll(np.roll(r, shift, axis=1)[:, 1:-1], c[:, 1:-1]) for r, c in windows)
+
+    aligned = ll(0)
+    assert aligned > ll(-1) and aligned > ll(1), what
+    total = sum(np.nansum(c) for _, c in windows)
+    expected = sum(r[~np.isnan(c)].sum() for r, c in windows)
+    assert abs(total - expected) < 5 * np.sqrt(expected), what
