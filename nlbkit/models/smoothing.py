@@ -148,6 +148,7 @@ class SmoothingBaseline:
                 alpha=self.alpha,
                 log_offset=self.log_offset,
                 n_forward=self.n_forward,
+                forward_rates=self.forward_rates,
                 heldout_coef=self.heldout_glm.coef,
                 heldout_intercept=self.heldout_glm.intercept,
             )

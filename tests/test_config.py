@@ -1,0 +1,68 @@
+import json
+
+import pytest
+
+from nlbkit.config import DATASET_DEFAULTS, build_config, from_dict, to_dict
+from nlbkit.datasets import DATASET_NAMES
+from nlbkit.errors import NlbkitError
+
+
+def test_every_dataset_has_defaults_that_validate():
+    assert set(DATASET_DEFAULTS) == set(DATASET_NAMES)
+    for name in DATASET_NAMES:
+        build_config(name)
+    assert build_config("dmfc_rsg").train.lr == 1e-3
+    assert build_config("dmfc_rsg").model.damping == 0.7
+    assert build_config("mc_maze").train.batch_size == 256
+
+
+def test_set_overrides_are_typed_dotted_or_bare():
+    cfg = build_config("mc_maze_small", overrides=["train.lr=1e-4", "hidden=32", "amp=false", "epochs=7"])
+    assert cfg.train.lr == 1e-4 and isinstance(cfg.train.lr, float)
+    assert cfg.model.hidden == 32 and isinstance(cfg.model.hidden, int)
+    assert cfg.train.amp is False
+    assert cfg.train.epochs == 7
+
+
+def test_config_file_then_set(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 0.002\n  epochs: 9\nmodel.hidden: 16\n")
+    cfg = build_config("mc_maze_small", path, ["train.epochs=11"])
+    assert (cfg.train.lr, cfg.train.epochs, cfg.model.hidden) == (0.002, 11, 16)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.lrr=1", r"unknown config key 'train.lrr'; did you mean train.lr"),
+        ("hiden=3", r"did you mean model.hidden"),
+        ("model.hidden=abc", r"'model.hidden' takes a integer|'model.hidden' takes an integer"),
+        ("train.amp=maybe", r"'train.amp' takes a boolean"),
+        ("lr", r"--set expects key=value"),
+        ("model.channels=3", r"multiple of channels"),
+    ],
+)
+def test_bad_overrides_fail_in_one_line(override, message):
+    with pytest.raises(NlbkitError, match=message) as info:
+        build_config("mc_maze_small", overrides=[override])
+    assert "\n" not in str(info.value)
+
+
+def test_bad_key_in_file_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  learning_rate: 1\n")
+    with pytest.raises(NlbkitError, match=r"bad.yaml: unknown config key 'train.learning_rate'"):
+        build_config("mc_maze_small", path)
+
+
+def test_round_trip_through_json():
+    cfg = build_config("area2_bump", overrides=["hidden=40", "train.seed=5"])
+    again = from_dict(json.loads(json.dumps(to_dict(cfg))))
+    assert again == cfg
+
+
+def test_cli_set_error_is_one_line(nlbkit_cli):
+    proc = nlbkit_cli("train", "mc_maze_small", "--set", "train.lrr=1", "--show-config", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("error: unknown config key 'train.lrr'")
+    assert len(proc.stderr.strip().splitlines()) == 1

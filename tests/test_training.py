@@ -1,0 +1,245 @@
+import csv
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from nlbkit.errors import NlbkitError
+from nlbkit.runs import RATE_KEYS
+from nlbkit.training import ramp
+from nlbkit.workflow import build_langevin, predict_file, train_run
+from tests.training_fixtures import F, N_IN, N_OUT, T, tiny_config, write_prepared, write_train_only
+
+
+@pytest.fixture
+def tensors(tmp_path):
+    return write_prepared(tmp_path / "data" / "mc_maze_small" / "tensors_5ms.h5")
+
+
+def _log(run) -> list[dict]:
+    with open(run.metrics_csv, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_ramp_warms_up_linearly():
+    assert [ramp(e, 4) for e in (0, 2, 4, 9)] == [0.0, 0.5, 1.0, 1.0]
+    assert ramp(0, 0) == 1.0
+
+
+def test_train_writes_every_run_file(tensors, tmp_path):
+    out = train_run(
+        "mc_maze_small", tiny_config(), from_tensors=tensors, run_root=tmp_path / "runs", progress=False
+    )
+    run = out.run
+    assert run.path.name == "mc_maze_small_5ms_val_langevin"
+    for path in (
+        run.run_json,
+        run.config_json,
+        run.metrics_csv,
+        run.rates_h5,
+        run.scores_json,
+        run.last_ckpt,
+        run.best_ckpt,
+    ):
+        assert path.exists(), path
+    info = json.loads(run.run_json.read_text())
+    assert {"dataset", "bin_ms", "phase", "model", "seed", "tensors", "created"} <= set(info)
+    assert json.loads(run.config_json.read_text())["model"]["hidden"] == 8
+    assert [int(r["epoch"]) for r in _log(run)] == [1, 2, 3]
+    with h5py.File(run.rates_h5) as h5:
+        group = h5["mc_maze_small"]
+        assert set(group) == set(RATE_KEYS)
+        assert group.attrs["phase"] == "val"
+        assert group["train_rates_heldin"].shape == (16, T, N_IN)
+        assert group["eval_rates_heldout"].shape == (6, T, N_OUT)
+        assert group["eval_rates_heldout_forward"].shape == (6, F, N_OUT)
+        assert group["eval_rates_heldin"].dtype == np.float32
+    scores = json.loads(run.scores_json.read_text())
+    assert {"co-bps", "fp-bps", "vel R2"} <= set(scores)
+    assert scores == out.scores
+
+
+@pytest.mark.slow
+def test_langevin_scores_come_with_the_baseline(tensors, tmp_path):
+    cfg = tiny_config("train.compare_smoothing=true", "train.epochs=1")
+    out = train_run("mc_maze_small", cfg, from_tensors=tensors, run_root=tmp_path / "runs", progress=False)
+    assert set(out.baseline) == set(out.scores)
+    assert (tmp_path / "runs" / "mc_maze_small_5ms_val_smoothing" / "rates.h5").exists()
+
+
+def test_test_phase_predicts_test_trials(tensors, tmp_path):
+    out = train_run(
+        "mc_maze_small",
+        tiny_config("train.epochs=1"),
+        phase="test",
+        from_tensors=tensors,
+        run_root=tmp_path / "runs",
+        progress=False,
+    )
+    assert out.scores == {}
+    with h5py.File(out.run.rates_h5) as h5:
+        assert h5["mc_maze_small/train_rates_heldin"].shape[0] == 22  # trainval
+        assert h5["mc_maze_small/eval_rates_heldin"].shape[0] == 5  # test
+
+
+def test_train_only_file_holds_out_a_seeded_share(tmp_path):
+    path = write_train_only(tmp_path / "train.h5")
+    cfg = tiny_config("train.eval_fraction=0.2", "train.epochs=1")
+    out = train_run("mc_maze_small", cfg, from_tensors=path, run_root=tmp_path / "runs", progress=False)
+    info = json.loads(out.run.run_json.read_text())
+    assert out.run.path.name.endswith("_holdout")
+    assert len(info["eval_index"]) == 4 and info["eval_source"] == "holdout"
+    assert "co-bps" in out.scores
+
+
+def test_cpu_runs_repeat_with_the_same_seed(tensors, tmp_path):
+    def once(root):
+        out = train_run("mc_maze_small", tiny_config(), from_tensors=tensors, run_root=root, progress=False)
+        with h5py.File(out.run.rates_h5) as h5:
+            return [r["loss"] for r in _log(out.run)], h5["mc_maze_small/eval_rates_heldout"][()]
+
+    losses_a, rates_a = once(tmp_path / "a")
+    losses_b, rates_b = once(tmp_path / "b")
+    assert losses_a == losses_b
+    np.testing.assert_array_equal(rates_a, rates_b)
+
+
+@pytest.mark.slow
+def test_resume_continues_from_the_last_checkpoint(tensors, tmp_path):
+    root = tmp_path / "runs"
+    train_run(
+        "mc_maze_small", tiny_config("train.epochs=2"), from_tensors=tensors, run_root=root, progress=False
+    )
+    resumed = train_run(
+        "mc_maze_small",
+        tiny_config("train.epochs=4"),
+        from_tensors=tensors,
+        run_root=root,
+        resume=True,
+        progress=False,
+    )
+    straight = train_run(
+        "mc_maze_small",
+        tiny_config("train.epochs=4"),
+        from_tensors=tensors,
+        run_root=tmp_path / "other",
+        progress=False,
+    )
+    log_resumed, log_straight = _log(resumed.run), _log(straight.run)
+    assert [int(r["epoch"]) for r in log_resumed] == [1, 2, 3, 4]
+    assert [r["loss"] for r in log_resumed] == [r["loss"] for r in log_straight]
+    assert torch.load(resumed.run.last_ckpt, weights_only=False)["epoch"] == 4
+
+
+def test_existing_run_dir_needs_resume_or_overwrite(tensors, tmp_path):
+    kwargs = dict(from_tensors=tensors, run_root=tmp_path / "runs", progress=False)
+    train_run("mc_maze_small", tiny_config("train.epochs=1"), **kwargs)
+    with pytest.raises(NlbkitError, match="run directory exists"):
+        train_run("mc_maze_small", tiny_config("train.epochs=1"), **kwargs)
+    train_run("mc_maze_small", tiny_config("train.epochs=1"), overwrite=True, **kwargs)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tensors, tmp_path):
+    calls = {"n": 0}
+
+    def poisoned(cfg, n_in, n_out, n_fwd):
+        net = build_langevin(cfg, n_in, n_out, n_fwd)
+        honest = net.loss
+
+        def loss(heldin, target, kl_weight):
+            calls["n"] += 1
+            value, parts = honest(heldin, target, kl_weight)
+            return (value * float("nan"), parts) if calls["n"] > 4 else (value, parts)  # 2 batches/epoch
+
+        net.loss = loss
+        return net
+
+    cfg = tiny_config("train.epochs=5", "train.val_fraction=0")
+    with pytest.raises(
+        NlbkitError, match=r"loss became nan at epoch 3.*last good checkpoint .*last.pt \(epoch 2\)"
+    ):
+        train_run(
+            "mc_maze_small",
+            cfg,
+            from_tensors=tensors,
+            run_root=tmp_path / "runs",
+            progress=False,
+            model_factory=poisoned,
+        )
+    run_dir = tmp_path / "runs" / "mc_maze_small_5ms_val_langevin"
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    assert state["epoch"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert not (run_dir / "rates.h5").exists()
+
+
+def test_predict_writes_submission_keys(tensors, tmp_path):
+    out = train_run(
+        "mc_maze_small",
+        tiny_config("train.epochs=1"),
+        from_tensors=tensors,
+        run_root=tmp_path / "runs",
+        progress=False,
+    )
+    with h5py.File(tensors) as h5:
+        eval_only = tmp_path / "eval.h5"
+        with h5py.File(eval_only, "w") as dst:
+            dst["eval_spikes_heldin"] = h5["val/eval_spikes_heldin"][()]
+    path = predict_file(out.run.path, eval_only, tmp_path / "pred.h5", device="cpu")
+    with h5py.File(path) as h5:
+        assert set(h5["mc_maze_small"]) == {k for k in RATE_KEYS if k.startswith("eval")}
+        assert h5["mc_maze_small/eval_rates_heldin_forward"].shape == (6, F, N_IN)
+    both = predict_file(out.run.path, tensors, tmp_path / "both.h5", device="cpu")
+    with h5py.File(both) as h5:
+        assert set(h5["mc_maze_small"]) == set(RATE_KEYS)
+        assert h5["mc_maze_small/train_rates_heldout"].shape == (16, T, N_OUT)
+
+
+def test_predict_rejects_wrong_neuron_count(tensors, tmp_path):
+    out = train_run(
+        "mc_maze_small",
+        tiny_config("train.epochs=1"),
+        from_tensors=tensors,
+        run_root=tmp_path / "runs",
+        progress=False,
+    )
+    bad = tmp_path / "bad.h5"
+    with h5py.File(bad, "w") as h5:
+        h5["eval_spikes_heldin"] = np.zeros((2, T, N_IN + 1), dtype=np.float32)
+    with pytest.raises(NlbkitError, match=r"bad.h5: 'eval_spikes_heldin' has shape"):
+        predict_file(out.run.path, bad, tmp_path / "x.h5", device="cpu")
+    assert not (tmp_path / "x.h5").exists()
+
+
+@pytest.mark.slow
+def test_cli_train_and_predict(tensors, tmp_path, nlbkit_cli):
+    runs = tmp_path / "runs"
+    proc = nlbkit_cli(
+        "train",
+        "mc_maze_small",
+        "--data-dir",
+        tensors.parent.parent,
+        "--run-dir",
+        runs,
+        "--set",
+        "model.hidden=8",
+        "--set",
+        "model.ff_dim=16",
+        "--set",
+        "train.batch_size=8",
+        "--set",
+        "model.prediction_samples=2",
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--quiet",
+    )
+    assert "co-bps" in proc.stdout and "smoothing" in proc.stdout
+    run_dir = runs / "mc_maze_small_5ms_val_langevin"
+    nlbkit_cli("predict", run_dir, "--input", tensors, "--output", tmp_path / "p.h5")
+    assert (tmp_path / "p.h5").exists()
+    missing = nlbkit_cli("train", "mc_maze_small", "--data-dir", tmp_path / "nowhere", check=False)
+    assert missing.returncode == 1 and "tensor file not found" in missing.stderr
