@@ -10,7 +10,7 @@ from nlbkit.errors import NlbkitError
 from nlbkit.runs import RATE_KEYS
 from nlbkit.training import ramp
 from nlbkit.workflow import build_langevin, predict_file, train_run
-from tests.training_fixtures import F, N_IN, N_OUT, T, tiny_config, write_prepared, write_train_only
+from tests.training_fixtures import N_IN, N_OUT, F, T, tiny_config, write_prepared, write_train_only
 
 
 @pytest.fixture
