@@ -22,7 +22,10 @@ from nlbkit.models import LangevinConfig, LangevinFlow
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data/nlb/mc_maze_small/mc_maze_small_train_5ms.h5"
 KEYS = (
-    "train_spikes_heldin", "train_spikes_heldout", "train_spikes_heldin_forward", "train_spikes_heldout_forward",
+    "train_spikes_heldin",
+    "train_spikes_heldout",
+    "train_spikes_heldin_forward",
+    "train_spikes_heldout_forward",
 )
 
 
