@@ -218,7 +218,8 @@ def _readout(z: np.ndarray, ncol: int, rng: np.random.Generator) -> np.ndarray:
 def _write_ground_truth(path, dataset, seed, scale, layout, timeline, weights, bias, heldout, obs, shifts):
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update(dataset=dataset, seed=seed, scale=scale, session_ms=layout.session_ms,
-                       rate_model="rate_hz = exp(latents @ weights.T + bias); zero latents outside epochs")
+                       rate_model="rate_hz = min(exp(latents @ weights.T + bias), 400); "
+                       "latents are zero outside the epochs")
         f["epoch_start_ms"] = timeline.starts
         f["epoch_len_ms"] = timeline.lengths
         f.create_dataset("latents", data=timeline.latents, compression="gzip", shuffle=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 LATENT_DIM = 3
+MAX_RATE_HZ = 400.0  # rates saturate here, as real neurons do
 TICKS_PER_MS = 30  # spike times sit on a 30 kHz clock, as the recorded NLB data do
 # Lorenz time units per millisecond: one loop of the attractor takes roughly half a second.
 LORENZ_DT_PER_MS = 0.0015
@@ -132,9 +133,10 @@ class LatentTimeline:
 
 
 def rates_hz(latents: np.ndarray, weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """Firing rates in Hz, shape latents.shape[:-1] + (units,): exp(z @ C.T + b)."""
+    """Firing rates in Hz, shape latents.shape[:-1] + (units,): min(exp(z @ C.T + b), MAX_RATE_HZ)."""
     out = latents @ weights.T.astype(np.float32)
     out += bias.astype(np.float32)
+    np.minimum(out, np.float32(np.log(MAX_RATE_HZ)), out=out)
     return np.exp(out, out=out)
 
 
@@ -154,7 +156,10 @@ def poisson_events(expected: np.ndarray, rng: np.random.Generator) -> tuple[np.n
     u_h = p + rng.random(hit.size) * (1.0 - p)  # uniform above P(N = 0)
     cdf = p.copy()
     counts = np.zeros(hit.size, dtype=np.int64)
-    active = np.arange(hit.size)
+    # Large expected counts would underflow the CDF recursion; draw those directly.
+    big = lam_h > 20.0
+    counts[big] = np.maximum(rng.poisson(lam_h[big]), 1)
+    active = np.flatnonzero(~big)
     k = 0
     while active.size:
         k += 1
