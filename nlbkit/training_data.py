@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 
 from nlbkit.errors import NlbkitError
+from nlbkit.evaluation import load_val_target
 
 
 @dataclass
@@ -150,7 +151,7 @@ def _prepared(h5: h5py.File, path: Path, phase: str) -> PhaseData:
             behavior=_read(target, "eval_behavior", path, required=False),
         )
         fit = _train_set(h5["train"], path)
-        return PhaseData(fit=fit, eval=eval_set, phase=phase, source="val", targets=_read_group(target))
+        return PhaseData(fit=fit, eval=eval_set, phase=phase, source="val", targets=load_val_target(path))
     if phase == "test":
         for name in ("trainval", "test"):
             if name not in h5:
@@ -159,11 +160,6 @@ def _prepared(h5: h5py.File, path: Path, phase: str) -> PhaseData:
         eval_set = TrialSet(heldin=_read(h5["test"], "eval_spikes_heldin", path))
         return PhaseData(fit=fit, eval=eval_set, phase=phase, source="test")
     raise NlbkitError(f"unknown phase '{phase}': use val or test")
-
-
-def _read_group(group: h5py.Group) -> dict:
-    """Every dataset of a group (sub-groups as nested dicts), e.g. the `val_target` dict."""
-    return {k: (_read_group(v) if isinstance(v, h5py.Group) else np.asarray(v[()])) for k, v in group.items()}
 
 
 def _holdout(h5: h5py.File, path: Path, eval_fraction: float, seed: int) -> PhaseData:
