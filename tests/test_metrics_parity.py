@@ -9,6 +9,7 @@ scores every group at once.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -87,43 +88,51 @@ def _rates_for_targets(targets: dict, rng: np.random.Generator) -> dict:
     return out
 
 
-def _merge_small_tp_conditions(path) -> None:
+def _merge_small_tp_conditions(groups: dict) -> dict:
     """Small generated dmfc_rsg splits leave (is_eye, theta, is_short) conditions with one val
-    trial, where nlb_tools' tp corr raises. Both scorers read this rewritten file, in which the
-    conditions differ by is_eye alone (theta and is_short set to 0), so tp corr can be compared."""
-    groups = read_h5_groups(path)
+    trial, where nlb_tools' tp corr raises. Both scorers read targets in which the conditions
+    differ by is_eye alone (theta and is_short set to 0), so that tp corr can be compared."""
     for name in ("dmfc_rsg", "dmfc_rsg_20"):
         behavior = groups[name]["eval_behavior"]
         behavior[:, 1:3] = np.where(np.isnan(behavior[:, 1:3]), np.nan, 0.0)
-    write_h5_groups(path, groups)
+    return groups
 
 
 @pytest.fixture(scope="session")
 def synth_targets(tmp_path_factory, run_reference):
-    """nlb_tools' own val targets of generated data of every dataset at 5 and 20 ms.
+    """Val targets of generated data of every dataset at 5 and 20 ms, made by nlb_tools and by
+    nlbkit's `build_tensors`, and random rates for them.
 
-    Returns (float32 file as EvalAI stores targets, unrounded file, nlbkit submission file).
+    Returns (nlb_tools' targets as EvalAI stores them (float32), nlb_tools' unrounded targets,
+    nlbkit's `val_target` groups, nlbkit submission file).
     """
     from nlbkit.datasets import DATASET_NAMES
     from nlbkit.synth import write_dataset
+    from nlbkit.tensors import build_tensors
 
     root = tmp_path_factory.mktemp("synth_targets")
-    args = []
+    args, ours = [], {}
     for dataset in DATASET_NAMES:
         train_nwb, _ = write_dataset(dataset, root / "data", seed=0, scale="small")
-        for bin_ms in (5, 20):
-            args += [dataset, str(bin_ms), train_nwb]
+        args += [arg for bin_ms in (5, 20) for arg in (dataset, str(bin_ms), train_nwb)]
     t32, t64 = root / "targets32.h5", root / "targets64.h5"
-    run_reference("eval_target_ref.py", t32, t64, *args)
+    # nlb_tools runs in its own process while nlbkit builds its targets here.
+    with ThreadPoolExecutor(1) as pool:
+        reference = pool.submit(run_reference, "eval_target_ref.py", t32, t64, *args)
+        for dataset in DATASET_NAMES:
+            for bin_ms in (5, 20):
+                group = get_spec(dataset).group_name(bin_ms)
+                ours[group] = build_tensors(dataset, bin_ms, root / "data")["val_target"]
+        reference.result()
     for path in (t32, t64):
-        _merge_small_tp_conditions(path)
+        write_h5_groups(path, _merge_small_tp_conditions(read_h5_groups(path)))
     rates = _rates_for_targets(read_h5_groups(t32), np.random.default_rng(3))
-    return t32, t64, write_submission(rates, root / "submission.h5", "val")
+    return t32, t64, _merge_small_tp_conditions(ours), write_submission(rates, root / "sub.h5", "val")
 
 
 @pytest.mark.slow
 def test_metrics_equal_nlb_tools_on_generated_data_of_every_layout(synth_targets, run_reference):
-    t32, t64, submission = synth_targets
+    t32, t64, nlbkit_targets, submission = synth_targets
     reference = run_reference("evaluate_ref.py", t32, submission, t64, submission)
     # Every group was scored: 4 datasets x 2 bins, and the scaled sets' two shared splits.
     assert len(reference[0]) == 10
@@ -132,3 +141,5 @@ def test_metrics_equal_nlb_tools_on_generated_data_of_every_layout(synth_targets
     for target_file, ref in zip((t32, t64), reference, strict=True):
         ours = evaluate(read_h5_groups(target_file), read_h5_groups(submission))
         assert_results_equal(ours, ref)
+    # The whole local path: nlbkit's own val targets give nlb_tools' scores.
+    assert_results_equal(evaluate(nlbkit_targets, read_h5_groups(submission)), reference[1])
