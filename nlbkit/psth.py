@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import signal
+from scipy.fft import irfft, next_fast_len, rfft
 
 from nlbkit.nwb import Session, UnitGroup, observed_at
 from nlbkit.windows import Windows
@@ -25,37 +26,64 @@ def gaussian_kernel(kern_sd_ms: float) -> np.ndarray:
     return window / np.sum(window)
 
 
-def _dense_counts(group: UnitGroup, lo: np.ndarray, width: int) -> np.ndarray:
-    """1 ms counts `(trials, width, units)` for samples `lo[i] + w` (float64)."""
-    out = np.zeros((len(lo), width, group.n_units))
-    hi = lo + width
+def _dense_counts(group: UnitGroup, lo: np.ndarray, width: int, padded: int) -> np.ndarray:
+    """1 ms counts `(trials, units, padded)` for samples `lo[i] + w`, `w < width`, zeros after."""
+    n, n_units = len(lo), group.n_units
+    flat = []
     for u, spikes in enumerate(group.spikes):
-        a, b = np.searchsorted(spikes, lo), np.searchsorted(spikes, hi)
+        a, b = np.searchsorted(spikes, lo), np.searchsorted(spikes, lo + width)
         counts = b - a
         if counts.sum() == 0:
             continue
-        trial = np.repeat(np.arange(len(lo)), counts)
+        trial = np.repeat(np.arange(n), counts)
         starts = np.repeat(a - np.cumsum(counts) + counts, counts)
-        idx = spikes[np.arange(counts.sum()) + starts]
-        np.add.at(out[:, :, u], (trial, idx - lo[trial]), 1.0)
-    return out
+        idx = spikes[np.arange(counts.sum()) + starts].astype(np.int64)
+        flat.append((trial * n_units + u) * padded + idx - lo[trial])
+    size = n * n_units * padded
+    total = np.bincount(np.concatenate(flat), minlength=size) if flat else np.zeros(size)
+    return total.astype(np.float64).reshape(n, n_units, padded)
 
 
-def _smooth(x: np.ndarray, usable: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """'same'-mode smoothing of each stretch of `usable` samples on its own; NaN elsewhere."""
-    m = len(kernel)
-    centre = (m - 1) // 2
-    x = np.where(usable[:, :, None], x, 0.0)
-    y = signal.fftconvolve(x, kernel[None, :, None], mode="full", axes=1)[:, centre : centre + x.shape[1]]
-    gaps = np.diff(usable.astype(np.int8), axis=1) != 0
-    for i in np.flatnonzero(gaps.sum(axis=1) > 1):  # a trial window spans several stretches
-        edges = np.concatenate([[0], np.flatnonzero(gaps[i]) + 1, [usable.shape[1]]])
-        for a, b in zip(edges[:-1], edges[1:], strict=True):
-            if usable[i, a]:
-                full = signal.fftconvolve(x[i, a:b], kernel[:, None], mode="full", axes=0)
-                y[i, a:b] = full[centre : centre + b - a]
+class _Smoother:
+    """'same'-mode convolution with the kernel, output only for the `span` samples of a window.
+
+    Input rows hold `span + len(kernel) - 1` samples starting `len(kernel) - 1 - centre` before
+    the window; a real FFT of at least that length gives the window's outputs without wrap-around.
+    """
+
+    def __init__(self, kernel: np.ndarray, span: int):
+        self.m = len(kernel)
+        self.left = self.m - 1 - (self.m - 1) // 2
+        self.span = span
+        self.width = span + self.m - 1
+        self.nfft = next_fast_len(self.width, real=True)
+        self.kernel_f = rfft(kernel, self.nfft)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        spectrum = rfft(x, self.nfft, axis=-1)
+        spectrum *= self.kernel_f
+        y = irfft(spectrum, self.nfft, axis=-1)
+        return y[..., self.m - 1 : self.m - 1 + self.span]
+
+
+def _smooth(x: np.ndarray, usable: np.ndarray, smoother: _Smoother) -> np.ndarray:
+    """Smoothed window samples `(trials, units, span)`; each observed stretch on its own; NaN elsewhere.
+
+    Unobserved samples hold no spikes, so one convolution is exact unless a row holds two
+    stretches (a gap shorter than the kernel): those rows are redone stretch by stretch.
+    """
+    y = smoother(x)
+    starts = np.diff(usable.astype(np.int8), axis=1, prepend=0) == 1
+    for i in np.flatnonzero(starts.sum(axis=1) > 1):
+        run_id = np.cumsum(starts[i]) * usable[i]
+        y[i] = 0.0
+        for run in range(1, run_id.max() + 1):
+            own = run_id == run
+            masked = x[i].copy()
+            masked[:, : smoother.width] *= own  # samples past `width` are zero padding already
+            part = smoother(masked)
+            y[i] = np.where(own[smoother.left : smoother.left + smoother.span], part, y[i])
     np.maximum(y, 0.0, out=y)  # FFT round-off; the true values are never negative
-    y[~usable] = np.nan
     return y
 
 
@@ -63,22 +91,23 @@ def smoothed_bins(
     session: Session, group: UnitGroup, windows: Windows, length: int, bin_ms: int, kernel: np.ndarray
 ) -> np.ndarray:
     """Smoothed, resampled spikes `(trials, length, units)` for bins `first_bin[i] + j`."""
-    m = len(kernel)
+    smoother = _Smoother(kernel, length * bin_ms)
     n = len(windows.first_bin)
     out = np.empty((n, length, group.n_units))
-    width = length * bin_ms + 2 * m
+    window = slice(smoother.left, smoother.left + smoother.span)
     for s in range(0, n, _BATCH):
         first = windows.first_bin[s : s + _BATCH]
-        lo = first * bin_ms - m
-        samples = lo[:, None] + np.arange(width)
+        lo = first * bin_ms - smoother.left
+        samples = lo[:, None] + np.arange(smoother.width)
         inside = (samples >= 0) & (samples < session.n_samples)
         usable = inside & observed_at(group.observed, samples)
-        y = _smooth(_dense_counts(group, lo, width), usable, kernel)
-        # resample: a bin sums its samples (missing ones as 0) and is NaN if its first sample is
-        y_sum = np.where(inside[:, :, None], np.nan_to_num(y), 0.0)[:, m : m + length * bin_ms]
-        binned = y_sum.reshape(len(first), length, bin_ms, -1).sum(axis=2)
-        binned[~usable[:, m : m + length * bin_ms : bin_ms]] = np.nan
-        out[s : s + _BATCH] = binned
+        x = _dense_counts(group, lo, smoother.width, smoother.nfft)
+        y = _smooth(x, usable, smoother)
+        # resample: a bin sums its samples (unobserved or past the session: 0), NaN if its first is
+        y *= usable[:, None, window]
+        binned = y.reshape(len(first), group.n_units, length, bin_ms).sum(axis=3)
+        binned[np.broadcast_to(~usable[:, None, window][..., ::bin_ms], binned.shape)] = np.nan
+        out[s : s + _BATCH] = binned.transpose(0, 2, 1)
     return out
 
 
@@ -112,10 +141,12 @@ def average_by_align(values: np.ndarray, windows: Windows) -> np.ndarray:
     sums = np.zeros((n_slots, values.shape[2]))
     counts = np.zeros((n_slots, values.shape[2]))
     seen = np.zeros(n_slots, dtype=bool)
-    v = values[present]
-    np.add.at(sums, slot[present], np.nan_to_num(v))
-    np.add.at(counts, slot[present], ~np.isnan(v))
-    seen[slot[present]] = True
+    for i in range(len(values)):  # a trial's bins take consecutive slots
+        k, rows = slot[i, 0], values[i, : windows.n_bins[i]]
+        ok = ~np.isnan(rows)
+        sums[k : k + len(rows)] += np.where(ok, rows, 0.0)
+        counts[k : k + len(rows)] += ok
+        seen[k : k + len(rows)] = True
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(counts > 0, sums / counts, np.nan)
     return mean[seen]
