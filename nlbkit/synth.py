@@ -8,6 +8,7 @@ NWB (test trials re-timed back to back, held-in units only) and `ground_truth.h5
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -46,16 +47,26 @@ _INTERLEAVED_HELDOUT = ("area2_bump", "dmfc_rsg")  # elsewhere held-out units co
 
 
 def write_dataset(
-    dataset: str, data_dir: str | os.PathLike | None = None, seed: int = 0, scale: str = "small"
+    dataset: str,
+    data_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    scale: str = "small",
+    fraction: float = 1.0,
 ) -> tuple[Path, Path]:
     """Generate `dataset` into `<data_dir>/<dataset>/` under the real NLB file names.
 
     Writes the train NWB, the test NWB and `ground_truth.h5`; returns (train path, test path).
-    The same (dataset, seed, scale) always gives the same files' contents.
+    The same (dataset, seed, scale, fraction) always gives the same files' contents.
+    `fraction` (full scale only) keeps that share of the trials, for benchmarks by size.
     """
     spec = get_spec(dataset)
     if scale not in SCALES:
         raise NlbkitError(f"unknown scale '{scale}'; use one of {', '.join(SCALES)}")
+    if fraction != 1.0:
+        if scale != "full" or not 0.0 < fraction < 1.0:
+            raise NlbkitError("a trial fraction in (0, 1) needs --scale full")
+        counts = tuple(max(8, round(c * fraction)) for c in spec.typical_trials)
+        spec = dataclasses.replace(spec, typical_trials=counts)
     rng = np.random.default_rng([seed, DATASET_NAMES.index(dataset)])
     layout = make_layout(spec, scale, rng)
     timeline = _timeline(layout)
