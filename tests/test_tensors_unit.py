@@ -190,3 +190,47 @@ def test_library_errors_name_the_file(tmp_path):
         load_tensors(tmp_path / "nothing.h5")
     with pytest.raises(NlbkitError, match="bin size 10"):
         prepare(SMALL, 10, tmp_path)
+
+
+def _nlb_smoothed_session(counts: np.ndarray, observed: np.ndarray, kernel: np.ndarray, bin_ms: int):
+    """nlb_tools' route: NaN outside observed samples, 'same' convolution of each non-NaN run
+    (`smooth_column(ignore_nans=True)`), then `resample` (sum, NaN where a bin's first sample is)."""
+    from scipy import signal
+
+    x = counts.astype(float)
+    x[~observed] = np.nan
+    splits = np.flatnonzero(np.diff(np.isnan(x))) + 1
+    y = np.concatenate([seq if np.isnan(seq).any() else signal.convolve(seq, kernel, "same")
+                        for seq in np.split(x, splits)])
+    n_full = len(y) // bin_ms
+    binned = np.nan_to_num(y[: n_full * bin_ms]).reshape(n_full, bin_ms).sum(axis=1)
+    binned[np.isnan(y[: n_full * bin_ms : bin_ms])] = np.nan
+    return binned
+
+
+def test_psth_smoothing_per_window_equals_session_smoothing():
+    """Each observed stretch is smoothed on its own, also when two fall in one window."""
+    from nlbkit.nwb import Session
+    from nlbkit.psth import gaussian_kernel, smoothed_bins
+    from nlbkit.windows import Windows
+
+    rng = np.random.default_rng(1)
+    n_samples, bin_ms = 3000, 5
+    spikes = np.sort(rng.choice(n_samples, 600, replace=False))
+    # a gap of 40 ms (shorter than the 300-tap kernel) inside the windows, another near the end
+    observed = np.array([[0, 1200], [1240, 2800]])
+    observed_mask = np.zeros(n_samples, bool)
+    for a, b in observed:
+        observed_mask[a:b] = True
+    group = UnitGroup(np.array([0]), [spikes[observed_mask[spikes]].astype(np.int32)], observed)
+    session = Session(Path("x.nwb"), n_samples, group, None, {"trial_id": np.arange(3)})
+    first = np.array([0, 200, 500])  # bins: from the session start, across the gap, to the end
+    windows = Windows(np.arange(3), first, np.full(3, 100), first)
+    kernel = gaussian_kernel(50)
+    ours = smoothed_bins(session, group, windows, 100, bin_ms, kernel)[:, :, 0]
+    counts = np.bincount(spikes, minlength=n_samples)
+    expected = _nlb_smoothed_session(counts, observed_mask, kernel, bin_ms)
+    for i, f in enumerate(first):
+        want = expected[f : f + 100]
+        np.testing.assert_array_equal(np.isnan(ours[i]), np.isnan(want))
+        np.testing.assert_allclose(ours[i], want, rtol=1e-10, atol=1e-12, equal_nan=True)
