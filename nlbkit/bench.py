@@ -100,14 +100,21 @@ def _size_dir(work: Path, size: str) -> Path:
 
 
 def generate(work: Path, sizes: list[str], seed: int) -> None:
-    """The mc_maze-sized session and its fractions (fewer trials, same units), once."""
-    from nlbkit.synth import write_dataset
+    """The mc_maze-sized session and its fractions (fewer trials, same units), once.
 
+    Generated in a subprocess: a child inherits its parent's peak RSS as its own starting peak
+    (Linux carries it across fork and exec), so the measuring process must stay small.
+    """
     spec = get_spec("mc_maze")
     for size in sizes:
         folder = _size_dir(work, size)
         if not (folder / "mc_maze" / spec.train_asset_name).exists():
-            write_dataset("mc_maze", folder, seed=seed, scale="full", fraction=float(Fraction(size)))
+            code = (
+                "from nlbkit.synth import write_dataset; "
+                f"write_dataset('mc_maze', {str(folder)!r}, seed={seed}, scale='full', "
+                f"fraction={float(Fraction(size))!r})"
+            )
+            subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def nlbkit_cmd(data_dir: Path, bin_ms: int) -> list[str]:

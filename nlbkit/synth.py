@@ -151,9 +151,12 @@ def _write_test(spec, layout, unit, ticks, heldout, out_dir, seed, rng) -> tuple
     shifts = new_start - windows[:, 0]
     # Some trials lose a few (fractional) ms of observation at one end: NaN bins there.
     obs = np.stack([new_start, new_start + length], axis=1) / 1000.0
-    cut = rng.random(len(obs))
-    obs[cut < 0.08, 0] += rng.uniform(0.0005, 0.025, size=(cut < 0.08).sum())
-    obs[cut > 0.92, 1] -= rng.uniform(0.0005, 0.025, size=(cut > 0.92).sum())
+    n_cut = max(1, round(0.08 * len(obs)))
+    order = rng.permutation(len(obs))
+    obs[order[:n_cut], 0] += rng.uniform(0.0005, 0.025, size=n_cut)
+    # End cuts of 20-45 ms reach the first millisecond of the last 20 ms bin too.
+    obs[order[n_cut : 2 * n_cut], 1] -= rng.uniform(0.0005, 0.045, size=n_cut)
+    obs[order[2 * n_cut], 1] -= rng.uniform(0.021, 0.045)
     obs = np.round(obs, 6)
     heldin_idx = np.flatnonzero(~heldout)
     sel = np.isin(unit, heldin_idx)
