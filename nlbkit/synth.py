@@ -75,8 +75,15 @@ def write_dataset(
     out_dir = dataset_dir(dataset, data_dir)
     gaps = _train_gaps(layout, rng)
     obs = complement(gaps, 0.0, layout.session_ms / 1000.0)
-    train_path = _write_train(spec, layout, timeline, unit, ticks, heldout, obs, out_dir, seed, rng)
     test_path, shifts = _write_test(spec, layout, unit, ticks, heldout, out_dir, seed, rng)
+    # Keep only the train file's spikes before the behaviour is built: full scale stays lean.
+    times = ticks_to_seconds(ticks)
+    del ticks
+    keep = in_spans(times, obs)
+    times = times[keep]
+    counts = np.bincount(unit[keep], minlength=len(heldout))
+    del unit, keep
+    train_path = _write_train(spec, layout, timeline, times, counts, heldout, obs, out_dir, seed, rng)
     _write_ground_truth(out_dir / GROUND_TRUTH_NAME, dataset, seed, scale, layout, timeline,
                         weights, bias, heldout, obs, shifts)
     return train_path, test_path
@@ -122,11 +129,9 @@ def _train_gaps(layout: Layout, rng: np.random.Generator) -> np.ndarray:
     return np.round(merge_spans(gaps) / 1000.0, 6)
 
 
-def _write_train(spec, layout, timeline, unit, ticks, heldout, obs, out_dir, seed, rng) -> Path:
-    times = ticks_to_seconds(ticks)
-    keep = in_spans(times, obs)
-    counts = np.bincount(unit[keep], minlength=len(heldout))
-    units = units_table(np.arange(len(heldout)), heldout, times[keep], counts, obs)
+def _write_train(spec, layout, timeline, times, counts, heldout, obs, out_dir, seed, rng) -> Path:
+    """The train NWB: spike times (s, sorted by unit then time) with per-unit counts."""
+    units = units_table(np.arange(len(heldout)), heldout, times, counts, obs)
     rows = layout.split != "test"
     columns = {c: layout.trials[c][rows] for c in layout.train_columns}
     trials = trials_table(columns, layout.column_descriptions)
