@@ -157,7 +157,9 @@ def _write_test(spec, layout, unit, ticks, heldout, out_dir, seed, rng) -> tuple
     # Some trials lose a few (fractional) ms of observation at one end: NaN bins there.
     obs = np.stack([new_start, new_start + length], axis=1) / 1000.0
     n_cut = max(1, round(0.08 * len(obs)))
-    order = rng.permutation(len(obs))
+    # Never the last trial: nlb_tools sizes the session by the last observed time, and would
+    # cut that trial's window short (its fallback to the trial end compares ms with seconds).
+    order = rng.permutation(len(obs) - 1)
     obs[order[:n_cut], 0] += rng.uniform(0.0005, 0.025, size=n_cut)
     # End cuts of 20-45 ms reach the first millisecond of the last 20 ms bin too.
     obs[order[n_cut : 2 * n_cut], 1] -= rng.uniform(0.0005, 0.045, size=n_cut)
