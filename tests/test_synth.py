@@ -193,3 +193,15 @@ def _assert_best_aligned(windows: list[tuple[np.ndarray, np.ndarray]], what: str
     total = sum(np.nansum(c) for _, c in windows)
     expected = sum(r[~np.isnan(c)].sum() for r, c in windows)
     assert abs(total - expected) < 5 * np.sqrt(expected), what
+
+
+def test_cli_writes_a_dataset_and_rejects_bad_input(nlbkit_cli, tmp_path):
+    spec = get_spec("dmfc_rsg")
+    out = nlbkit_cli("synth", "dmfc_rsg", "--data-dir", tmp_path, "--seed", "2").stdout
+    assert spec.train_asset_name in out
+    assert (tmp_path / "dmfc_rsg" / spec.test_asset_name).exists()
+    assert (tmp_path / "dmfc_rsg" / GROUND_TRUTH_NAME).exists()
+    bad = nlbkit_cli("synth", "mc_maze_smal", "--data-dir", tmp_path, check=False)
+    assert bad.returncode != 0 and "mc_maze_small" in bad.stderr
+    bad = nlbkit_cli("bench", "prepare", "--sizes", "2", "--work-dir", tmp_path, check=False)
+    assert bad.returncode == 1 and bad.stderr.strip().startswith("error: --sizes")
