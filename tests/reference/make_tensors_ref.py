@@ -4,6 +4,8 @@ Usage:
     make_tensors_ref.py OUT.h5 DATASET BIN_MS TRAIN_NWB TEST_NWB [DATASET BIN_MS TRAIN_NWB TEST_NWB ...]
 
 TRAIN_NWB or TEST_NWB may be '-' (absent): then the groups that need that file are not built.
+If nlb_tools fails on a file, the error is stored as attribute `error_train_file` or
+`error_test_file` of the '<dataset>_<bin>' group and the script goes on.
 OUT.h5 gets one HDF5 group per (dataset, bin), named '<dataset>_<bin>', holding the groups
 'train', 'trainval', 'val', 'test', 'val_target' with nlb_tools' arrays, unrounded: float16 spike
 counts are stored as float32 (exact), float64 stays float64, and object arrays of index arrays
@@ -89,11 +91,15 @@ def main(argv: list[str]) -> None:
             name, bin_ms, train_path, test_path = specs[i : i + 4]
             bin_ms = int(bin_ms)
             groups: dict[str, dict] = {}
-            if train_path != "-":
-                groups.update(train_groups(train_path, name, bin_ms))
-            if test_path != "-":
-                groups.update(test_group(test_path, name, bin_ms))
             top = f.create_group(f"{name}_{bin_ms}")
+            # a file nlb_tools cannot process is recorded, not fatal: the other datasets still count
+            for which, path, build in (("train", train_path, train_groups), ("test", test_path, test_group)):
+                if path == "-":
+                    continue
+                try:
+                    groups.update(build(path, name, bin_ms))
+                except Exception as exc:  # noqa: BLE001 - any nlb_tools failure is reported as such
+                    top.attrs[f"error_{which}_file"] = f"{type(exc).__name__}: {exc}"
             for group_name, arrays in groups.items():
                 write(top.create_group(group_name), arrays)
 
