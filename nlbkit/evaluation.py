@@ -107,6 +107,7 @@ class RunInfo:
     model: str
     tensors: Path | None = None
     created: str = ""
+    eval_index: tuple[int, ...] | None = None  # runs scored on held-out train trials of `tensors`
 
     @property
     def group(self) -> str:
@@ -133,6 +134,7 @@ def read_run(run_dir: str | os.PathLike) -> RunInfo:
             model=str(meta.get("model", "?")),
             tensors=Path(meta["tensors"]) if meta.get("tensors") else None,
             created=str(meta.get("created", "")),
+            eval_index=tuple(int(i) for i in meta["eval_index"]) if meta.get("eval_index") else None,
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise NlbkitError(f"{meta_path}: malformed run.json ({exc!r})") from None
@@ -169,6 +171,33 @@ def load_test_target(targets_file: str | os.PathLike, group: str) -> dict[str, n
     return read_h5_groups(targets_file, [group])[group]
 
 
+HOLDOUT_KEYS = {
+    "eval_spikes_heldout": "train_spikes_heldout",
+    "eval_spikes_heldin_forward": "train_spikes_heldin_forward",
+    "eval_spikes_heldout_forward": "train_spikes_heldout_forward",
+}
+
+
+def holdout_target(tensors_file: str | os.PathLike, eval_index: Sequence[int]) -> dict[str, np.ndarray]:
+    """The eval targets of a run that held out train trials `eval_index` of a train-only tensor file
+    (nlb_tools' `*_train_<bin>ms.h5` layout): their held-out and forward spikes, and behaviour with
+    the kept trials' behaviour as the decoder's training set."""
+    with _open_h5(tensors_file) as h5:
+        missing = [k for k in HOLDOUT_KEYS.values() if k not in h5]
+        if missing:
+            raise NlbkitError(f"{tensors_file}: '{missing[0]}' missing, cannot rebuild held-out targets")
+        n_trials = h5["train_spikes_heldout"].shape[0]
+        held = np.asarray(eval_index, dtype=int)
+        if held.size == 0 or held.min() < 0 or held.max() >= n_trials:
+            raise NlbkitError(f"{tensors_file}: held-out trial indices do not fit its {n_trials} trials")
+        kept = np.setdiff1d(np.arange(n_trials), held)
+        target = {key: h5[source][()][held] for key, source in HOLDOUT_KEYS.items()}
+        if "train_behavior" in h5:
+            behavior = h5["train_behavior"][()]
+            target["train_behavior"], target["eval_behavior"] = behavior[kept], behavior[held]
+    return target
+
+
 def target_for(
     dataset: str,
     bin_ms: int,
@@ -185,7 +214,8 @@ def target_for(
     if phase == "test":
         if targets_file is None:
             raise NlbkitError(
-                f"{group}: test-phase scoring needs --targets FILE.h5 (eval_data_test.h5 of nlb_tools)"
+                f"{group}: test-phase scoring needs --targets FILE.h5 (nlb_tools' eval_data_test.h5; "
+                "`nlbkit fetch --targets` puts it in the data dir, where it is found by default)"
             )
         return load_test_target(targets_file, group)
     if tensors_file is None:
@@ -211,6 +241,14 @@ class RunScore:
         }
 
 
+def default_test_targets(data_dir: str | os.PathLike | None) -> Path | None:
+    """`<data_dir>/eval_data_test.h5` (where `nlbkit fetch --targets` puts it) when it exists."""
+    from nlbkit.targets_fetch import targets_path
+
+    path = targets_path(data_dir)
+    return path if path.exists() else None
+
+
 def score_run(
     run_dir: str | os.PathLike,
     phase: str | None = None,
@@ -227,7 +265,14 @@ def score_run(
     tensors_file = None
     if data_dir is None and run.tensors is not None and run.tensors.exists():
         tensors_file = run.tensors
-    target = target_for(run.dataset, run.bin_ms, run.phase, data_dir, targets_file, tensors_file)
+    if run.eval_index is not None:
+        if run.tensors is None:
+            raise NlbkitError(f"{run.run_dir}: run.json lists held-out trials but no tensor file")
+        target = holdout_target(run.tensors, run.eval_index)
+    else:
+        if run.phase == "test" and targets_file is None:
+            targets_file = default_test_targets(data_dir)
+        target = target_for(run.dataset, run.bin_ms, run.phase, data_dir, targets_file, tensors_file)
     try:
         scores = evaluate_group(run.dataset, run.bin_ms, target, read_rates(run))
     except (KeyError, ValueError) as exc:

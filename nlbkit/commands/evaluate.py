@@ -14,7 +14,8 @@ import click
               help="Phase to score in; default: each run's own phase (a run only scores in its phase).")
 @click.option("--targets", "targets_file", type=click.Path(path_type=Path), default=None,
               help="Test-phase targets in the layout of nlb_tools' eval_data_test.h5 "
-                   "(`nlbkit fetch --targets` downloads it). Needed for test-phase runs.")
+                   "(`nlbkit fetch --targets` downloads it); default: <data dir>/eval_data_test.h5 "
+                   "when present. Needed for test-phase runs.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="Where data/<dataset>/tensors_<bin>ms.h5 (val targets) lives; default: the tensor "
                    "file each run recorded, else $NLBKIT_DATA or data/.")
@@ -24,8 +25,9 @@ def command(run_dirs: tuple[Path, ...], phase: str | None, targets_file: Path | 
     """Score RUN_DIR(s) with co-bps, vel R2, psth R2, fp-bps and tp corr, as EvalAI did.
 
     \b
-    Val-phase runs score against the val targets of `nlbkit prepare`; test-phase runs need
-    --targets. Several runs print as one table, runs of one dataset and bin next to each other
+    Val-phase runs score against the val targets of `nlbkit prepare`; runs trained on a
+    train-only file (`--from-tensors`) against the train trials they held out; test-phase runs
+    against --targets. Several runs print as one table, runs of one dataset and bin next to each other
     (the smoothing baseline beside the model).
     \b
     Examples:
