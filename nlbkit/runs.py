@@ -21,16 +21,9 @@ import numpy as np
 from nlbkit.config import RunConfig, from_dict, to_dict
 from nlbkit.datasets import get_spec
 from nlbkit.errors import NlbkitError
+from nlbkit.metrics import RATE_KEYS
 from nlbkit.paths import atomic_path
 
-RATE_KEYS: tuple[str, ...] = (
-    "train_rates_heldin",
-    "train_rates_heldout",
-    "eval_rates_heldin",
-    "eval_rates_heldout",
-    "eval_rates_heldin_forward",
-    "eval_rates_heldout_forward",
-)
 MODELS: tuple[str, ...] = ("langevin", "smoothing")
 
 

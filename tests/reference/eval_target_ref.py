@@ -7,10 +7,9 @@ into OUT32.h5 through nlb_tools' own `save_to_h5` (float32/int32, variable-lengt
 layout of EvalAI's annotation file and of `eval_data_test.h5`), and unrounded (dlen=None) into
 OUT64.h5.
 
-pandas >= 1.4 defect (NLB_SPEC.md, "Known defects"): `NWBDataset.load` leaves the merged time
-index unsorted where a behaviour series does not span the session. We apply the fix at run time:
-`NWBDataset.load` is wrapped so that the frame it returns has its time index sorted, as pandas
-1.3 did. Nothing else in nlb_tools is changed.
+pandas >= 1.4 defect (NLB_SPEC.md, "Known defects"): rows out of time order where a behaviour
+series does not span the session; `import nlb_sorted_index` fixes that at run time by sorting
+the index `NWBDataset.load` returns, as pandas 1.3 did. Nothing else in nlb_tools is changed.
 """
 
 import os
@@ -21,23 +20,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import logging
 import sys
 
+import nlb_sorted_index  # noqa: F401  (sorts NWBDataset.load's index; see its doc)
 from nlb_tools import make_tensors as mt
 from nlb_tools.nwb_interface import NWBDataset
 
 logging.disable(logging.WARNING)
-
-_original_load = NWBDataset.load
-
-
-def _sorted_load(self, fpath, split_heldout=True, skip_fields=()):
-    data, trial_info, descriptions, bin_width = _original_load(
-        self, fpath, split_heldout=split_heldout, skip_fields=list(skip_fields)
-    )
-    return data.sort_index(), trial_info, descriptions, bin_width
-
-
-NWBDataset.load = _sorted_load
-
 
 def main() -> None:
     out32, out64, *rest = sys.argv[1:]

@@ -11,11 +11,9 @@ OUT.h5 gets one HDF5 group per (dataset, bin), named '<dataset>_<bin>', holding 
 counts are stored as float32 (exact), float64 stays float64, and object arrays of index arrays
 (`train_cond_idx`, `eval_cond_idx`) become sub-groups of datasets named '0', '1', ...
 
-pandas >= 1.4 defect (NLB_SPEC.md, "Known defects"): `NWBDataset.load` concatenates the spike
-frame and the behaviour series without sorting the merged time index, so a behaviour series that
-does not span the whole session leaves rows out of time order. We apply the fix at run time:
-`NWBDataset.load` is wrapped so that the frame it returns has its time index sorted, as pandas
-1.3 did. Nothing else in nlb_tools is changed.
+pandas >= 1.4 defect (NLB_SPEC.md, "Known defects"): rows out of time order where a behaviour
+series does not span the session; `import nlb_sorted_index` fixes that at run time by sorting
+the index `NWBDataset.load` returns, as pandas 1.3 did. Nothing else in nlb_tools is changed.
 """
 
 from __future__ import annotations
@@ -24,24 +22,12 @@ import logging
 import sys
 
 import h5py
+import nlb_sorted_index  # noqa: F401  (sorts NWBDataset.load's index; see its doc)
 import numpy as np
 from nlb_tools import make_tensors as mt
 from nlb_tools.nwb_interface import NWBDataset
 
 logging.disable(logging.WARNING)
-
-_original_load = NWBDataset.load
-
-
-def _sorted_load(self, fpath, split_heldout=True, skip_fields=()):
-    data, trial_info, descriptions, bin_width = _original_load(
-        self, fpath, split_heldout=split_heldout, skip_fields=list(skip_fields)
-    )
-    return data.sort_index(), trial_info, descriptions, bin_width
-
-
-NWBDataset.load = _sorted_load
-
 
 def load(path: str, bin_ms: int) -> NWBDataset:
     dataset = NWBDataset(path)

@@ -8,10 +8,9 @@ folder: train and test files stacked), resamples to BIN_MS and runs make_train_i
 make_eval_target_tensors with PSTHs. Prints one JSON line: {dataset: {key: {shape, nan}}}.
 With --out, also writes the numeric arrays to OUT.h5 as '<dataset>/<group>/<key>' (float64).
 
-pandas >= 1.4 defect (NLB_SPEC.md, "Known defects"): `NWBDataset.load` leaves the merged time
-index unsorted when a behaviour series does not span the session (generated mc_rtt does so on
-purpose). We apply the fix at run time: `NWBDataset.load` is wrapped to sort the frame's index,
-as pandas 1.3 did. Nothing else in nlb_tools is changed.
+pandas >= 1.4 defect (NLB_SPEC.md, "Known defects"): rows out of time order where a behaviour
+series does not span the session; `import nlb_sorted_index` fixes that at run time by sorting
+the index `NWBDataset.load` returns, as pandas 1.3 did. Nothing else in nlb_tools is changed.
 """
 
 from __future__ import annotations
@@ -21,24 +20,12 @@ import logging
 import sys
 
 import h5py
+import nlb_sorted_index  # noqa: F401  (sorts NWBDataset.load's index; see its doc)
 import numpy as np
 from nlb_tools import make_tensors as mt
 from nlb_tools.nwb_interface import NWBDataset
 
 logging.disable(logging.WARNING)
-
-_original_load = NWBDataset.load
-
-
-def _sorted_load(self, fpath, split_heldout=True, skip_fields=()):
-    data, trial_info, descriptions, bin_width = _original_load(
-        self, fpath, split_heldout=split_heldout, skip_fields=list(skip_fields)
-    )
-    return data.sort_index(), trial_info, descriptions, bin_width
-
-
-NWBDataset.load = _sorted_load
-
 
 def summary(arrays: dict) -> dict:
     out = {}
