@@ -56,8 +56,13 @@ def train_run(
     overwrite: bool = False,
     progress: bool = True,
     model_factory: ModelFactory = build_langevin,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> TrainOutcome:
-    """Train `model` on `dataset`'s tensors and write its run directory; see the module doc."""
+    """Train `model` on `dataset`'s tensors and write its run directory; see the module doc.
+
+    `on_epoch(epoch)` is called after each completed epoch, once its `metrics.csv` row and
+    checkpoints are written (a hyper-parameter search reads them there).
+    """
     get_spec(dataset)
     check_bin(bin_ms)
     if model not in MODELS:
@@ -93,7 +98,9 @@ def train_run(
         train_rates, eval_rates = _fit_smoothing(run, data, cfg.smoothing, bin_ms)
         epochs = 0
     else:
-        train_rates, eval_rates, epochs = _fit_torch(run, data, cfg, resume, progress, model_factory)
+        train_rates, eval_rates, epochs = _fit_torch(
+            run, data, cfg, resume, progress, model_factory, on_epoch
+        )
     rates = rates_dict(train_rates, eval_rates, data.n_heldin, data.fit.heldin.shape[1])
     write_rates(run.rates_h5, dataset, bin_ms, data.phase, rates)
     scores = score_rates(dataset, bin_ms, data.targets, rates)
@@ -117,7 +124,13 @@ def _fit_smoothing(
 
 
 def _fit_torch(
-    run: RunDir, data: PhaseData, cfg: RunConfig, resume: bool, progress: bool, model_factory: ModelFactory
+    run: RunDir,
+    data: PhaseData,
+    cfg: RunConfig,
+    resume: bool,
+    progress: bool,
+    model_factory: ModelFactory,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     tc = cfg.train
     device = resolve_device(tc.device)
@@ -129,7 +142,7 @@ def _fit_torch(
     if hasattr(net, "set_baseline_rates"):
         mean_counts = torch.as_tensor(fit.target().mean(axis=(0, 1)))
         net.set_baseline_rates(mean_counts)
-    trainer = Trainer(net, tc, run, fit, val, device, progress=progress)
+    trainer = Trainer(net, tc, run, fit, val, device, progress=progress, on_epoch=on_epoch)
     if resume and run.last_ckpt.exists():
         trainer.resume()
     epochs = trainer.fit()
