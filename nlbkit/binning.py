@@ -9,9 +9,11 @@ interpolation over missing samples; bins whose first sample was missing are NaN.
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
 
+from nlbkit.decimate import decimate_fir
 from nlbkit.nwb import Session, UnitGroup, observed_at
+
+_COUNT_CELLS = 1 << 22  # window bins x units counted at once
 
 
 def n_bins(n_samples: int, bin_ms: int) -> int:
@@ -25,15 +27,20 @@ def count_spikes(
     """Spike counts `(trials, length, units)` for bins `first_bin[i] + j`; NaN where unobserved.
 
     Bins past the end of the session hold 0 and must be cut by the caller (nlb_tools has none).
+    Work grows with the spikes inside the windows, not with the number of bins.
     """
+    n, n_units = len(first_bin), group.n_units
+    out = np.zeros((n, length, n_units), dtype=dtype)
+    if n == 0 or length == 0 or n_units == 0:
+        return out
+    step = max(1, _COUNT_CELLS // (length * n_units))  # bounds the int64 counts of one chunk
+    for s in range(0, n, step):
+        first = first_bin[s : s + step].astype(np.int64)
+        window, unit, offset = group.gather(first * bin_ms, length * bin_ms)
+        flat = (window * length + offset // bin_ms) * n_units + unit
+        counts = np.bincount(flat, minlength=len(first) * length * n_units)
+        out[s : s + step] = counts.reshape(len(first), length, n_units)
     bins = first_bin[:, None] + np.arange(length)
-    edges = (first_bin[:, None] + np.arange(length + 1)) * bin_ms
-    sdtype = group.spikes[0].dtype if group.spikes else np.int64
-    edges = edges.astype(sdtype).ravel()
-    out = np.empty((len(first_bin), length, group.n_units), dtype=dtype)
-    for u, spikes in enumerate(group.spikes):
-        cum = np.searchsorted(spikes, edges).reshape(len(first_bin), length + 1)
-        out[:, :, u] = np.diff(cum, axis=1)
     out[~observed_at(group.observed, bins * bin_ms)] = np.nan
     return out
 
@@ -77,37 +84,35 @@ def resample_behavior(session: Session, name: str, bin_ms: int) -> np.ndarray:
     """Behaviour `(session bins, channels)` as nlb_tools' `resample(bin_ms)` leaves it, in its dtype.
 
     Each channel is read onto the session's 1 ms grid (NaN where the series has no sample),
-    interpolated linearly over missing samples (held constant past the ends) if any are missing,
-    decimated, and set to NaN in the bins whose first sample was missing. One channel at a time,
-    so that only one session-long column is in memory.
+    interpolated linearly over missing samples (held constant past the ends), decimated, and set
+    to NaN in the bins whose first sample was missing. One channel at a time, so that only one
+    session-long column is in memory. (nlb_tools interpolates every column once any has a gap;
+    a column without missing samples is unchanged by that.)
     """
     samples = session.behavior_samples(name)
     channels = session.behavior_channels(name)
-    covered = (samples.stop - samples.start) if isinstance(samples, slice) else len(samples)
-    # nlb_tools interpolates every channel once any channel has a missing sample
-    gaps = covered < session.n_samples or any(
-        np.isnan(session.read_behavior_channel(name, c)).any() for c in channels
-    )
-    first = session.read_behavior_channel(name, channels[0])
-    dtype = first.dtype if first.dtype.kind == "f" else np.float64
-    del first
-    out = np.empty((n_bins(session.n_samples, bin_ms), len(channels)), dtype=dtype)
+    out = None
     for c, channel in enumerate(channels):
+        values = session.read_behavior_channel(name, channel)
+        dtype = values.dtype if values.dtype.kind == "f" else np.float64
         column = np.full(session.n_samples, np.nan, dtype=dtype)
-        column[samples] = session.read_behavior_channel(name, channel)
+        column[samples] = values
+        del values
         missing = np.isnan(column)
-        if gaps:
+        if missing.any():
             valid = np.flatnonzero(~missing)
             if len(valid):
                 column[missing] = np.interp(np.flatnonzero(missing), valid, column[valid])
             del valid
+        if out is None:
+            out = np.empty((n_bins(session.n_samples, bin_ms), len(channels)), dtype=dtype)
         out[:, c] = _decimate_channel(column, missing, bin_ms)
         del column, missing
     return out
 
 
 def _decimate_channel(column: np.ndarray, missing: np.ndarray, bin_ms: int) -> np.ndarray:
-    decimated = signal.decimate(column, bin_ms, n=500, ftype="fir", axis=0)
+    decimated = decimate_fir(column, bin_ms, n=500)  # scipy.signal.decimate(..., ftype='fir')
     decimated[missing[::bin_ms]] = np.nan
     return decimated
 

@@ -17,23 +17,73 @@ import numpy as np
 
 from nlbkit.errors import NlbkitError
 
+_READ_BLOCK = 1 << 22  # spike times per read (32 MB of float64)
+
 
 @dataclass
 class UnitGroup:
     """Held-in or held-out units of a session, in nlb_tools' column order (ascending unit id).
 
-    `spikes` holds, per unit, the sorted 1 ms sample index of each spike that falls in an observed
-    sample (int32); `observed` the merged half-open sample ranges `(k, 2)` where the group is
-    observed (outside them nlb_tools puts NaN).
+    The spikes of all units live in one sorted array `keys`: the spike of unit `u` (column order)
+    in 1 ms sample `s` is `u * stride + s` (`stride` >= the session's samples), so one
+    `searchsorted` finds the spikes of every unit in every window at once. Only spikes in observed
+    samples are kept; `observed` holds the merged half-open sample ranges `(k, 2)` where the group
+    is observed (outside them nlb_tools puts NaN).
     """
 
     ids: np.ndarray
-    spikes: list[np.ndarray]
+    keys: np.ndarray
+    stride: int
     observed: np.ndarray
+
+    @classmethod
+    def from_spikes(cls, ids: np.ndarray, spikes: list[np.ndarray], observed: np.ndarray,
+                    stride: int | None = None) -> UnitGroup:
+        """From per-unit sorted sample indices (all in `[0, stride)`)."""
+        if stride is None:
+            stride = 1 + max((int(s[-1]) for s in spikes if len(s)), default=0)
+        dtype = _key_dtype(len(spikes), stride)
+        keys = np.empty(sum(len(s) for s in spikes), dtype=dtype)
+        at = 0
+        for u, s in enumerate(spikes):
+            part = keys[at : at + len(s)]
+            part[:] = s
+            part += dtype(u * stride)
+            at += len(s)
+        return cls(np.asarray(ids), keys, stride, np.asarray(observed, dtype=np.int64).reshape(-1, 2))
 
     @property
     def n_units(self) -> int:
         return len(self.ids)
+
+    def unit_spikes(self, u: int) -> np.ndarray:
+        """Sample indices of unit `u`'s spikes (int64)."""
+        lo = u * self.stride
+        a, b = np.searchsorted(self.keys, np.array([lo, lo + self.stride], dtype=self.keys.dtype))
+        return self.keys[a:b].astype(np.int64) - lo
+
+    def gather(self, lo: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Spikes of every unit in samples `[lo[i], lo[i] + width)`: (window i, unit, offset from lo[i]).
+
+        Windows may overlap and extend past the session; samples outside it hold no spikes.
+        """
+        n, n_units = len(lo), self.n_units
+        kt = self.keys.dtype.type
+        base = (np.arange(n_units, dtype=np.int64) * self.stride)[:, None]
+        start = base + np.clip(lo, 0, self.stride)[None, :]
+        stop = base + np.clip(lo + width, 0, self.stride)[None, :]
+        a = np.searchsorted(self.keys, start.ravel().astype(kt))
+        counts = np.searchsorted(self.keys, stop.ravel().astype(kt)) - a
+        pair = np.repeat(np.arange(n_units * n), counts)
+        first = np.cumsum(counts) - counts  # where each pair's spikes begin in the output
+        pos = np.arange(len(pair)) + np.repeat(a - first, counts)
+        unit, window = np.divmod(pair, n)
+        offset = self.keys[pos].astype(np.int64) - (unit * self.stride + lo[window])
+        return window, unit, offset
+
+
+def _key_dtype(n_units: int, stride: int) -> type:
+    return np.int32 if n_units * stride < 2**31 else np.int64
 
 
 @dataclass
@@ -208,25 +258,50 @@ def _find_behavior(f: h5py.File) -> dict[str, BehaviorInfo]:
     return found
 
 
-def _unit_group(ids, units: h5py.Group, intervals, select, n_samples) -> UnitGroup | None:
-    rows = np.flatnonzero(select)
-    if len(rows) == 0:
-        return None
-    observed = _observed_ranges(np.asarray(intervals[rows[0]]).reshape(-1, 2), n_samples)
-    rows = rows[np.argsort(ids[rows], kind="stable")]
-    dtype = np.int32 if n_samples < 2**31 else np.int64
+def _spike_samples(
+    units: h5py.Group, observed: dict[int, np.ndarray], n_samples: int
+) -> dict[int, np.ndarray]:
+    """Per unit row: sorted 1 ms samples (int32 if they fit) of its spikes in its `observed` ranges.
+
+    The spike_times column is read in blocks of `_READ_BLOCK` values in storage order, so neither
+    the whole column nor one small read per unit is needed.
+    """
     ends = units["spike_times_index"][()].astype(np.int64)
     starts = np.concatenate([[0], ends[:-1]])
-    out = []
-    for r in rows:  # unit by unit, so the whole spike_times column is never in memory at once
-        try:
-            times = units["spike_times"][starts[r] : ends[r]]
-        except (OSError, ValueError) as exc:
-            raise NlbkitError(f"cannot read units/spike_times: {exc}") from None
-        idx = np.sort(_sample_index(times))
+    data = units["spike_times"]
+    out: dict[int, np.ndarray] = {}
+    buf, buf_lo = np.zeros(0), 0
+    for r in sorted(observed, key=lambda row: starts[row]):
+        a, b = int(starts[r]), int(ends[r])
+        if a < buf_lo or b > buf_lo + len(buf):
+            buf_lo = a
+            try:
+                buf = data[a : max(b, min(a + _READ_BLOCK, data.shape[0]))]
+            except (OSError, ValueError) as exc:
+                raise NlbkitError(f"cannot read units/spike_times: {exc}") from None
+        idx = _sample_index(buf[a - buf_lo : b - buf_lo])
+        if np.any(idx[1:] < idx[:-1]):
+            idx = np.sort(idx)
         # a spike in an unobserved sample is overwritten by NaN in nlb_tools' frame: it never counts
-        out.append(idx[observed_at(observed, idx)].astype(dtype))
-    return UnitGroup(ids=ids[rows], spikes=out, observed=observed)
+        out[r] = idx[observed_at(observed[r], idx)].astype(np.int32 if n_samples < 2**31 else np.int64)
+    return out
+
+
+def _unit_groups(ids, units: h5py.Group, intervals, heldout, n_samples) -> list[UnitGroup | None]:
+    """(held-in, held-out) groups; a group is observed where its first unit (table order) is."""
+    selected = [np.flatnonzero(~heldout), np.flatnonzero(heldout)]
+    observed = [_observed_ranges(np.asarray(intervals[rows[0]]).reshape(-1, 2), n_samples) if len(rows)
+                else None for rows in selected]
+    samples = _spike_samples(units, {r: obs for rows, obs in zip(selected, observed, strict=True)
+                                     for r in rows}, n_samples)
+    groups: list[UnitGroup | None] = []
+    for rows, obs in zip(selected, observed, strict=True):
+        if len(rows) == 0:
+            groups.append(None)
+            continue
+        rows = rows[np.argsort(ids[rows], kind="stable")]
+        groups.append(UnitGroup.from_spikes(ids[rows], [samples.pop(r) for r in rows], obs, n_samples))
+    return groups
 
 
 def read_session(path: str | Path) -> Session:
@@ -260,8 +335,7 @@ def _read(path: Path) -> Session:
             end = round(last_stop * 1000.0)
         n_samples = math.ceil(end)
         try:
-            heldin = _unit_group(ids, units, intervals, ~heldout, n_samples)
-            held = _unit_group(ids, units, intervals, heldout, n_samples)
+            heldin, held = _unit_groups(ids, units, intervals, heldout, n_samples)
         except NlbkitError as exc:
             raise NlbkitError(f"{path}: {exc}") from None
         if heldin is None:

@@ -11,37 +11,46 @@ of each window are binned and smoothed.
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
-from scipy.fft import irfft, next_fast_len, rfft
 
 from nlbkit.nwb import Session, UnitGroup, observed_at
 from nlbkit.windows import Windows
 
-_BATCH = 64
+_CELLS = 1 << 21  # 1 ms samples (trials x units x FFT length) smoothed at once
+_PAIRS = 1 << 21  # (spike, bin) contributions added at once
 
 
 def gaussian_kernel(kern_sd_ms: float) -> np.ndarray:
-    """nlb_tools' smoothing window at 1 ms: `gaussian(int(6 sd), sd)`, summing to 1."""
-    window = signal.windows.gaussian(int(6 * kern_sd_ms), kern_sd_ms, sym=True)
+    """nlb_tools' smoothing window at 1 ms: `scipy.signal.windows.gaussian(int(6 sd), sd)`, summing to 1."""
+    m = int(6 * kern_sd_ms)
+    if m <= 1:
+        return np.ones(m)
+    n = np.arange(0, m, dtype=np.float64) - (m - 1.0) / 2.0
+    window = np.exp(-(n**2) / (2 * kern_sd_ms * kern_sd_ms))
     return window / np.sum(window)
+
+
+def _fast_len(n: int) -> int:
+    """The smallest 2^a 3^b 5^c >= n (a quick length for a real FFT)."""
+    best = 1 << max(0, (n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
 
 
 def _dense_counts(group: UnitGroup, lo: np.ndarray, width: int, padded: int) -> np.ndarray:
     """1 ms counts `(trials, units, padded)` for samples `lo[i] + w`, `w < width`, zeros after."""
     n, n_units = len(lo), group.n_units
-    flat = []
-    for u, spikes in enumerate(group.spikes):
-        a, b = np.searchsorted(spikes, lo), np.searchsorted(spikes, lo + width)
-        counts = b - a
-        if counts.sum() == 0:
-            continue
-        trial = np.repeat(np.arange(n), counts)
-        starts = np.repeat(a - np.cumsum(counts) + counts, counts)
-        idx = spikes[np.arange(counts.sum()) + starts].astype(np.int64)
-        flat.append((trial * n_units + u) * padded + idx - lo[trial])
-    size = n * n_units * padded
-    total = np.bincount(np.concatenate(flat), minlength=size) if flat else np.zeros(size)
-    return total.astype(np.float64).reshape(n, n_units, padded)
+    window, unit, offset = group.gather(lo, width)
+    flat = (window * n_units + unit) * padded + offset
+    return np.bincount(flat, minlength=n * n_units * padded).astype(np.float64).reshape(n, n_units, padded)
 
 
 class _Smoother:
@@ -56,13 +65,13 @@ class _Smoother:
         self.left = self.m - 1 - (self.m - 1) // 2
         self.span = span
         self.width = span + self.m - 1
-        self.nfft = next_fast_len(self.width, real=True)
-        self.kernel_f = rfft(kernel, self.nfft)
+        self.nfft = _fast_len(self.width)
+        self.kernel_f = np.fft.rfft(kernel, self.nfft)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        spectrum = rfft(x, self.nfft, axis=-1)
+        spectrum = np.fft.rfft(x, self.nfft, axis=-1)
         spectrum *= self.kernel_f
-        y = irfft(spectrum, self.nfft, axis=-1)
+        y = np.fft.irfft(spectrum, self.nfft, axis=-1)
         return y[..., self.m - 1 : self.m - 1 + self.span]
 
 
@@ -87,28 +96,95 @@ def _smooth(x: np.ndarray, usable: np.ndarray, smoother: _Smoother) -> np.ndarra
     return y
 
 
+def _smoothed_partial(session: Session, group: UnitGroup, first: np.ndarray, smoother: _Smoother,
+                      length: int, bin_ms: int) -> np.ndarray:
+    """`smoothed_bins` of windows that touch unobserved samples: 1 ms FFT smoothing, masked."""
+    lo = first * bin_ms - smoother.left
+    window = slice(smoother.left, smoother.left + smoother.span)
+    samples = lo[:, None] + np.arange(smoother.width)
+    inside = (samples >= 0) & (samples < session.n_samples)
+    usable = inside & observed_at(group.observed, samples)
+    x = _dense_counts(group, lo, smoother.width, smoother.nfft)
+    y = _smooth(x, usable, smoother)
+    # resample: a bin sums its samples (unobserved or past the session: 0), NaN if its first is
+    y *= usable[:, None, window]
+    binned = y.reshape(len(first), group.n_units, length, bin_ms).sum(axis=3)
+    binned[np.broadcast_to(~usable[:, None, window][..., ::bin_ms], binned.shape)] = np.nan
+    return binned.transpose(0, 2, 1)
+
+
+def _bin_weights(kernel: np.ndarray, bin_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """What one spike adds to nearby bins once smoothed ('same' mode) and summed per bin.
+
+    Returns `(back, table)`: a spike `p` samples after the start of its bin adds `table[p, k]` to
+    the bin `back[k]` bins before its own (negative: after). Sample `T` gets `kernel[T - S + c]`
+    from a spike in sample `S`, `c = (len(kernel) - 1) // 2`.
+    """
+    m = len(kernel)
+    c = (m - 1) // 2
+    back = np.arange(-((m - 1 - c + bin_ms - 1) // bin_ms), (c + bin_ms - 1) // bin_ms + 1)
+    table = np.zeros((bin_ms, len(back)))
+    for p in range(bin_ms):
+        for k, t in enumerate(back):
+            d = c - p - t * bin_ms  # kernel index of the bin's first sample
+            a, b = max(d, 0), min(d + bin_ms, m)
+            if b > a:
+                table[p, k] = kernel[a:b].sum()
+    return back, table
+
+
+def _smoothed_full(group: UnitGroup, first: np.ndarray, smoother: _Smoother, length: int, bin_ms: int,
+                   weights: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """`smoothed_bins` of windows whose every sample within a kernel width is observed.
+
+    Then smoothing and binning are one linear map of the spikes: each spike adds a row of `table`
+    to the bins its kernel reaches, so the work grows with the spikes, not with the samples.
+    """
+    n, n_units = len(first), group.n_units
+    lo = first * bin_ms - smoother.left
+    window, unit, offset = group.gather(lo, smoother.width)
+    # the spike's sample relative to the window start, in bins and samples after the bin start
+    holding, phase = np.divmod(offset - smoother.left, bin_ms)
+    back, table = weights
+    target = holding[:, None] - back[None, :]
+    keep = (target >= 0) & (target < length)
+    flat = ((window[:, None] * length + target) * n_units + unit[:, None])[keep]
+    values = np.bincount(flat, weights=table[phase][keep], minlength=n * length * n_units)
+    return values.reshape(n, length, n_units)
+
+
 def smoothed_bins(
     session: Session, group: UnitGroup, windows: Windows, length: int, bin_ms: int, kernel: np.ndarray
 ) -> np.ndarray:
     """Smoothed, resampled spikes `(trials, length, units)` for bins `first_bin[i] + j`."""
     smoother = _Smoother(kernel, length * bin_ms)
-    n = len(windows.first_bin)
-    out = np.empty((n, length, group.n_units))
-    window = slice(smoother.left, smoother.left + smoother.span)
-    for s in range(0, n, _BATCH):
-        first = windows.first_bin[s : s + _BATCH]
-        lo = first * bin_ms - smoother.left
-        samples = lo[:, None] + np.arange(smoother.width)
-        inside = (samples >= 0) & (samples < session.n_samples)
-        usable = inside & observed_at(group.observed, samples)
-        x = _dense_counts(group, lo, smoother.width, smoother.nfft)
-        y = _smooth(x, usable, smoother)
-        # resample: a bin sums its samples (unobserved or past the session: 0), NaN if its first is
-        y *= usable[:, None, window]
-        binned = y.reshape(len(first), group.n_units, length, bin_ms).sum(axis=3)
-        binned[np.broadcast_to(~usable[:, None, window][..., ::bin_ms], binned.shape)] = np.nan
-        out[s : s + _BATCH] = binned.transpose(0, 2, 1)
+    weights = _bin_weights(kernel, bin_ms)
+    first_bin = windows.first_bin.astype(np.int64)
+    lo = first_bin * bin_ms - smoother.left
+    full = _fully_observed(group.observed, lo, lo + smoother.width, session.n_samples)
+    out = np.empty((len(first_bin), length, group.n_units))
+    # trials per chunk: bounds the (spike, bin) pairs of one path and the 1 ms rows of the other
+    density = len(group.keys) / max(1, group.stride)  # spikes per ms, all units
+    pairs = density * smoother.width * len(weights[0])
+    full_step = max(1, int(_PAIRS / max(pairs, 1.0)))
+    partial_step = max(1, _CELLS // max(1, group.n_units * smoother.nfft))
+    for rows, step in ((np.flatnonzero(full), full_step), (np.flatnonzero(~full), partial_step)):
+        for s in range(0, len(rows), step):
+            part = rows[s : s + step]
+            if full[part[0]]:
+                out[part] = _smoothed_full(group, first_bin[part], smoother, length, bin_ms, weights)
+            else:
+                out[part] = _smoothed_partial(session, group, first_bin[part], smoother, length, bin_ms)
     return out
+
+
+def _fully_observed(observed: np.ndarray, lo: np.ndarray, hi: np.ndarray, n_samples: int) -> np.ndarray:
+    """Whether samples `[lo[i], hi[i])` all lie in the session and in one observed range."""
+    if len(observed) == 0:
+        return np.zeros(len(lo), dtype=bool)
+    r = np.searchsorted(observed[:, 0], lo, side="right") - 1
+    inside = (r >= 0) & (hi <= observed[np.maximum(r, 0), 1])
+    return inside & (lo >= 0) & (hi <= n_samples)
 
 
 def _is_missing(values: np.ndarray) -> np.ndarray:

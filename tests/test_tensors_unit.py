@@ -35,10 +35,8 @@ def test_spike_sample_is_truncated_after_rounding_to_6_decimals():
 
 
 def _group(spike_samples: list[int], observed: list[tuple[int, int]]) -> UnitGroup:
-    return UnitGroup(
-        ids=np.array([0]),
-        spikes=[np.array(spike_samples, dtype=np.int32)],
-        observed=np.array(observed, dtype=np.int64).reshape(-1, 2),
+    return UnitGroup.from_spikes(
+        np.array([0]), [np.array(spike_samples, dtype=np.int32)], np.array(observed, dtype=np.int64), 100
     )
 
 
@@ -222,7 +220,7 @@ def test_psth_smoothing_per_window_equals_session_smoothing():
     observed_mask = np.zeros(n_samples, bool)
     for a, b in observed:
         observed_mask[a:b] = True
-    group = UnitGroup(np.array([0]), [spikes[observed_mask[spikes]].astype(np.int32)], observed)
+    group = UnitGroup.from_spikes(np.array([0]), [spikes[observed_mask[spikes]]], observed, n_samples)
     session = Session(Path("x.nwb"), n_samples, group, None, {"trial_id": np.arange(3)})
     first = np.array([0, 200, 500])  # bins: from the session start, across the gap, to the end
     windows = Windows(np.arange(3), first, np.full(3, 100), first)
@@ -234,3 +232,61 @@ def test_psth_smoothing_per_window_equals_session_smoothing():
         want = expected[f : f + 100]
         np.testing.assert_array_equal(np.isnan(ours[i]), np.isnan(want))
         np.testing.assert_allclose(ours[i], want, rtol=1e-10, atol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize("bin_ms", [5, 20])
+def test_psth_smoothing_of_observed_windows_equals_session_smoothing(bin_ms):
+    """Windows observed a kernel width around take the per-spike route; several units, both bins."""
+    from nlbkit.nwb import Session
+    from nlbkit.psth import _fully_observed, gaussian_kernel, smoothed_bins
+    from nlbkit.windows import Windows
+
+    rng = np.random.default_rng(2)
+    n_samples, n_units, length = 6000, 3, 20
+    observed = np.array([[100, 5000]])
+    observed_mask = np.zeros(n_samples, bool)
+    observed_mask[100:5000] = True
+    spikes = [np.unique(rng.choice(n_samples, 900)) for _ in range(n_units)]
+    spikes = [s[observed_mask[s]] for s in spikes]
+    group = UnitGroup.from_spikes(np.arange(n_units), spikes, observed, n_samples)
+    session = Session(Path("x.nwb"), n_samples, group, None, {"trial_id": np.arange(4)})
+    kernel = gaussian_kernel(40)
+    first = np.array([300, 100, 180, 40]) * 5 // bin_ms  # the last reaches before the observed range
+    windows = Windows(np.arange(4), first, np.full(4, length), first)
+    lo = first * bin_ms - (len(kernel) - 1 - (len(kernel) - 1) // 2)
+    assert _fully_observed(observed, lo, lo + length * bin_ms + len(kernel) - 1, n_samples).tolist() == [
+        True, True, True, False]
+    ours = smoothed_bins(session, group, windows, length, bin_ms, kernel)
+    for u in range(n_units):
+        counts = np.bincount(spikes[u], minlength=n_samples)
+        expected = _nlb_smoothed_session(counts, observed_mask, kernel, bin_ms)
+        for i, f in enumerate(first):
+            want = expected[f : f + length]
+            np.testing.assert_array_equal(np.isnan(ours[i, :, u]), np.isnan(want))
+            np.testing.assert_allclose(ours[i, :, u], want, rtol=1e-10, atol=1e-12, equal_nan=True)
+
+
+def test_counts_of_several_units_in_overlapping_windows():
+    spikes = [np.array([0, 3, 5, 12, 99]), np.array([1, 2, 50]), np.array([], dtype=np.int64)]
+    group = UnitGroup.from_spikes(np.arange(3), spikes, np.array([[0, 100]]), 100)
+    counts = count_spikes(group, np.array([0, 1, 19]), 2, 5)  # the last window runs past the end
+    assert counts.shape == (3, 2, 3)
+    np.testing.assert_array_equal(counts[:, :, 0], [[2, 1], [1, 1], [1, np.nan]])
+    np.testing.assert_array_equal(counts[:, :, 1], [[2, 0], [0, 0], [0, np.nan]])
+    np.testing.assert_array_equal(counts[:, :, 2], [[0, 0], [0, 0], [0, np.nan]])
+    np.testing.assert_array_equal(group.unit_spikes(1), [1, 2, 50])
+
+
+@pytest.mark.parametrize("q", [5, 20])
+@pytest.mark.parametrize("n", [1, 499, 1001, 20_003])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fir_decimation_equals_scipy_bit_for_bit(q, n, dtype):
+    from scipy import signal
+
+    from nlbkit.decimate import decimate_fir
+
+    x = (np.random.default_rng(n).standard_normal(n) * 10).astype(dtype)
+    expected = signal.decimate(x, q, n=500, ftype="fir", axis=0)
+    got = decimate_fir(x, q)
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
