@@ -24,6 +24,9 @@ COMMANDS: dict[str, str] = {
     "submit": "Merge runs into one EvalAI submission file.",
     "validate": "Check a submission file before upload.",
     "bench": "Benchmarks: nlbkit against nlb_tools, side by side.",
+    "sweep": "Search LangevinFlow's hyper-parameters on Ray Tune.",
+    "ensemble": "Average the rates of several runs into a new run.",
+    "report": "PNG figures of a run: curves, latents, rates, PSTHs, decoding.",
 }
 
 

@@ -1,0 +1,461 @@
+"""Hyper-parameter sweeps of LangevinFlow on Ray Tune, each trial an ordinary training run.
+
+Layout of a sweep directory `<run root>/<name>/`:
+
+    sweep.json          what was swept: dataset, bin, scheduler, space file, the base configuration
+    tune/               Ray Tune's experiment (trial results, Tune checkpoints; what a resume reads)
+    trials/<run>/       one run directory per trial, as `nlbkit train` writes it
+    results.csv         one row per trial: status, epochs, best validation co-bps, eval scores, values
+    best_config.json    the best trial's resolved configuration, for `nlbkit train --config`
+    best_configs/       the best few, ranked
+
+Trials report the validation co-bps of every validated epoch (the held-back share of the fitted
+trials, `train.val_fraction`, never the scored eval trials) so that ASHA can stop poor trials early
+and PBT can copy good ones; each report carries the run's checkpoint files, which PBT restores into
+the exploiting trial's run directory. Trials are ranked by their best validation co-bps.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nlbkit.config import (
+    RunConfig,
+    build_config,
+    flatten,
+    from_dict,
+    parse_assignment,
+    set_value,
+    to_dict,
+    validate,
+)
+from nlbkit.datasets import check_bin, get_spec
+from nlbkit.errors import NlbkitError
+from nlbkit.paths import atomic_path, tensors_path
+from nlbkit.runs import RunDir, run_name, write_json
+from nlbkit.sweep_space import SearchSpace, load_space, param_space, pbt_mutations, short_name
+
+METRIC = "val_co_bps"  # the latest validation co-bps: what the schedulers act on
+RANK_METRIC = "best_co_bps"  # the best validation co-bps so far: what trials are ranked by
+SCHEDULERS = ("asha", "pbt")
+CKPT_FILES = ("checkpoints/last.pt", "checkpoints/best.pt", "metrics.csv", "config.json")
+REPORTED = ("epoch", "val_co_bps", "best_co_bps", "loss", "nll", "kl", "val_nll", "lr")
+N_BEST = 3
+
+
+@dataclass
+class SweepOptions:
+    """What `nlbkit sweep` was asked for."""
+
+    dataset: str
+    bin_ms: int = 5
+    samples: int = 8
+    scheduler: str = "asha"
+    address: str | None = None  # None: start a local Ray instance
+    cpus: int | None = None  # CPUs of the local instance (default: all of this machine's)
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    data_dir: str | Path | None = None
+    from_tensors: str | Path | None = None
+    run_root: str | Path = "runs"
+    name: str | None = None
+    space_file: str | Path | None = None
+    config_file: str | Path | None = None
+    overrides: tuple[str, ...] = ()
+    max_epochs: int | None = None
+    restart: bool = False
+    verbose: int = 1  # Tune's verbosity: 0 silent, 1 status tables, 2 every result
+
+    def sweep_dir(self) -> Path:
+        name = self.name or f"{self.dataset}_{self.bin_ms}ms_sweep"
+        return Path(self.run_root).absolute() / name
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Everything a trial needs besides its sampled values; sent to the Ray workers."""
+
+    dataset: str
+    bin_ms: int
+    tensors: str
+    trials_root: str
+    base: dict[str, Any]  # the base run configuration (to_dict)
+
+
+@dataclass
+class SweepResult:
+    path: Path
+    rows: list[dict[str, Any]] = field(default_factory=list)  # best first
+    best_config: Path | None = None
+
+
+# --- inside a trial (runs in a Ray worker) ------------------------------------------------------
+def trial_config(base: dict[str, Any], sampled: dict[str, Any]) -> RunConfig:
+    """The base configuration with a trial's sampled values (nested as Tune passes them) applied."""
+    cfg = from_dict(base)
+    for key, value in flatten(sampled).items():
+        set_value(cfg, key, value)
+    validate(cfg)
+    return cfg
+
+
+def restore_checkpoint(folder: Path, run: RunDir, cfg: RunConfig) -> None:
+    """Put a Tune checkpoint's run files into `run` so that training resumes from them.
+
+    The checkpoint may come from another trial (a PBT exploit) with another learning rate: the
+    saved optimiser then gets this trial's `train.lr`, else the perturbation would be lost.
+    """
+    for name in CKPT_FILES:
+        source = folder / name
+        if source.exists():
+            target = run.path / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(target) as tmp:
+                shutil.copyfile(source, tmp)
+    donor = folder / "config.json"
+    if donor.exists() and RunDir(folder).config().train.lr != cfg.train.lr and run.last_ckpt.exists():
+        state = torch.load(run.last_ckpt, map_location="cpu", weights_only=False)
+        for group in state["optimizer"]["param_groups"]:
+            group["lr"] = cfg.train.lr
+        with atomic_path(run.last_ckpt) as tmp:
+            torch.save(state, tmp)
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+class EpochReporter:
+    """The per-epoch callback of a trial: reports each validated epoch to Tune with a checkpoint."""
+
+    def __init__(self, run: RunDir) -> None:
+        self.run = run
+        self.last: dict[str, float] = {}
+
+    def __call__(self, epoch: int) -> None:
+        from ray import tune
+
+        with open(self.run.metrics_csv, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        row = rows[-1] if rows else {}
+        if not row or row.get("val_co_bps", "") == "":
+            return  # not a validation epoch: nothing new for the scheduler
+        self.last = {key: _number(row.get(key, "")) for key in REPORTED}
+        self.last["epoch"] = epoch
+        with tempfile.TemporaryDirectory(prefix="nlbkit-ckpt-") as tmp:
+            for name in CKPT_FILES:
+                source = self.run.path / name
+                if source.exists():
+                    (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(source, Path(tmp) / name)
+            tune.report(dict(self.last), checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def metric_key(name: str) -> str:
+    """'co-bps' -> 'eval_co_bps', 'vel R2' -> 'eval_vel_r2' (Tune's metric names are plain)."""
+    return "eval_" + name.lower().replace("-", "_").replace(" ", "_")
+
+
+def run_trial(config: dict[str, Any], context: TrialContext) -> None:
+    """One trial: train a run directory under the sweep's `trials/`, reporting every validated epoch."""
+    from ray import tune
+
+    from nlbkit.workflow import train_run
+
+    cfg = trial_config(context.base, config)
+    trial_id = tune.get_context().get_trial_id()
+    name = run_name(context.dataset, context.bin_ms, "val", "langevin", trial_id)
+    run = RunDir(Path(context.trials_root) / name)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            restore_checkpoint(Path(folder), run, cfg)
+    reporter = EpochReporter(run)
+    outcome = train_run(
+        context.dataset,
+        cfg,
+        context.bin_ms,
+        "val",
+        "langevin",
+        from_tensors=context.tensors,
+        run_root=context.trials_root,
+        tag=trial_id,
+        resume=checkpoint is not None,
+        overwrite=checkpoint is None,
+        progress=False,
+        on_epoch=reporter,
+    )
+    final = dict(reporter.last) or {key: math.nan for key in REPORTED}
+    final.update({metric_key(name): value for name, value in outcome.scores.items()})
+    final["finished"] = 1
+    tune.report(final)
+
+
+# --- the driver ---------------------------------------------------------------------------------
+def base_config(opts: SweepOptions, space: SearchSpace) -> RunConfig:
+    """Dataset defaults, then --config, then the space's fixed values, then --set, then --max-epochs."""
+    cfg = build_config(opts.dataset, opts.config_file)
+    for key, value in space.fixed.items():
+        set_value(cfg, key, value)
+    for text in opts.overrides:
+        set_value(cfg, *parse_assignment(text))
+    if opts.max_epochs is not None:
+        set_value(cfg, "train.epochs", opts.max_epochs)
+    if opts.gpus_per_trial > 0:
+        set_value(cfg, "train.device", "cuda")
+    validate(cfg)
+    return cfg
+
+
+def make_scheduler(kind: str, space: SearchSpace, max_epochs: int):
+    """ASHA (stops poor trials at epoch milestones) or PBT (copies good trials, perturbs values)."""
+    from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
+
+    if kind == "asha":
+        grace = min(int(space.asha.get("grace_period", 10)), max_epochs)
+        return ASHAScheduler(
+            time_attr="epoch",
+            max_t=max_epochs + 1,  # the last epoch must not be cut: the trial then writes its rates
+            grace_period=max(1, grace),
+            reduction_factor=float(space.asha.get("reduction_factor", 3)),
+        )
+    if kind == "pbt":
+        interval = min(int(space.pbt.get("perturbation_interval", 10)), max_epochs)
+        return PopulationBasedTraining(
+            time_attr="epoch",
+            perturbation_interval=max(1, interval),
+            hyperparam_mutations=pbt_mutations(space),
+            quantile_fraction=float(space.pbt.get("quantile_fraction", 0.25)),
+        )
+    raise NlbkitError(f"unknown scheduler '{kind}': use one of {', '.join(SCHEDULERS)}")
+
+
+def start_ray(address: str | None, cpus: int | None) -> bool:
+    """Connect to `address`, or start a quiet local instance; True if this call started Ray."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the compact CLIReporter table
+    import ray
+
+    if ray.is_initialized():
+        return False
+    quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
+    if address:
+        try:
+            ray.init(address=address, **quiet)
+        except ConnectionError as exc:
+            raise NlbkitError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+        return True
+    ray.init(
+        num_cpus=cpus or os.cpu_count() or 1,
+        include_dashboard=False,
+        object_store_memory=256 * 1024**2,  # trials exchange only small checkpoints
+        **quiet,
+    )
+    return True
+
+
+def progress_reporter(space: SearchSpace):
+    from ray import tune
+
+    return tune.CLIReporter(
+        metric_columns={
+            "epoch": "epoch", METRIC: "val co-bps", RANK_METRIC: "best", "eval_co_bps": "eval co-bps"
+        },
+        parameter_columns={key.replace(".", "/"): short_name(key) for key in space.keys()},
+        max_report_frequency=30,
+        sort_by_metric=True,
+    )
+
+
+def run_sweep(opts: SweepOptions) -> SweepResult:
+    """Run (or resume) a sweep and write its results, best configurations first; see the module doc."""
+    get_spec(opts.dataset)
+    check_bin(opts.bin_ms)
+    if opts.scheduler not in SCHEDULERS:
+        raise NlbkitError(f"unknown scheduler '{opts.scheduler}': use one of {', '.join(SCHEDULERS)}")
+    if opts.samples < 1:
+        raise NlbkitError("--samples must be at least 1")
+    space = load_space(opts.dataset, opts.space_file)
+    cfg = base_config(opts, space)
+    tensors = Path(opts.from_tensors or tensors_path(opts.dataset, opts.bin_ms, opts.data_dir)).absolute()
+    if not tensors.exists():
+        raise NlbkitError(f"{tensors}: tensor file not found (run `nlbkit prepare` first, or --from-tensors)")
+    sweep_dir = opts.sweep_dir()
+    experiment = sweep_dir / "tune"
+    if opts.restart and sweep_dir.exists():
+        shutil.rmtree(sweep_dir)
+    context = TrialContext(opts.dataset, opts.bin_ms, str(tensors), str(sweep_dir / "trials"), to_dict(cfg))
+    started = start_ray(opts.address, opts.cpus)
+    try:
+        tuner = _tuner(opts, space, cfg, context, experiment)
+        grid = tuner.fit()
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    plain = build_config(opts.dataset, opts.config_file, opts.overrides)
+    return write_results(sweep_dir, grid, space, plain)
+
+
+def _tuner(opts: SweepOptions, space: SearchSpace, cfg: RunConfig, context: TrialContext, experiment: Path):
+    from ray import tune
+
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, context=context),
+        {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial},
+    )
+    if tune.Tuner.can_restore(str(experiment)):
+        _check_same_sweep(experiment.parent, opts, space)
+        return tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=True)
+    if experiment.parent.exists() and any(experiment.parent.iterdir()):
+        raise NlbkitError(
+            f"{experiment.parent}: exists but holds no sweep to resume; pass --restart or another --name"
+        )
+    write_json(experiment.parent / "sweep.json", {
+        "dataset": opts.dataset, "bin_ms": opts.bin_ms, "scheduler": opts.scheduler,
+        "samples": opts.samples, "space": space.source, "tensors": context.tensors, "base": context.base,
+    })
+    return tune.Tuner(
+        trainable,
+        param_space=param_space(space),
+        tune_config=tune.TuneConfig(
+            metric=METRIC,
+            mode="max",
+            num_samples=opts.samples,
+            scheduler=make_scheduler(opts.scheduler, space, cfg.train.epochs),
+            reuse_actors=False,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=experiment.name,
+            storage_path=str(experiment.parent),
+            verbose=opts.verbose,
+            progress_reporter=progress_reporter(space),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        ),
+    )
+
+
+def trial_dirname(trial) -> str:
+    """Tune's folder of a trial: its id (Tune's default name lists every sampled value)."""
+    return trial.trial_id
+
+
+def _check_same_sweep(sweep_dir: Path, opts: SweepOptions, space: SearchSpace) -> None:
+    """A resumed sweep must be the one asked for (same dataset, bin and scheduler)."""
+    import json
+
+    meta_path = sweep_dir / "sweep.json"
+    if not meta_path.exists():
+        return
+    meta = json.loads(meta_path.read_text())
+    asked = {"dataset": opts.dataset, "bin_ms": opts.bin_ms, "scheduler": opts.scheduler}
+    differ = [f"{k} {meta.get(k)} (asked: {v})" for k, v in asked.items() if meta.get(k) != v]
+    if differ:
+        raise NlbkitError(
+            f"{sweep_dir}: resuming a sweep of {', '.join(differ)}; pass --restart or another --name"
+        )
+
+
+# --- results ------------------------------------------------------------------------------------
+def _status(result) -> str:
+    if result.error is not None:
+        return "error"
+    return "finished" if (result.metrics or {}).get("finished") == 1 else "stopped"
+
+
+def summarize(grid, space: SearchSpace) -> list[dict[str, Any]]:
+    """One row per trial, best validation co-bps first."""
+    rows = []
+    for result in grid:
+        metrics = result.metrics or {}
+        values = flatten(result.config or {})
+        trial_id = metrics.get("trial_id") or Path(result.path).name
+        row = {
+            "trial": trial_id,
+            "status": _status(result),
+            "epochs": metrics.get("epoch", 0),
+            "best_val_co_bps": metrics.get(RANK_METRIC, math.nan),
+            "eval_co_bps": metrics.get("eval_co_bps", math.nan),
+            "eval_vel_r2": metrics.get("eval_vel_r2", math.nan),
+            "eval_psth_r2": metrics.get("eval_psth_r2", math.nan),
+            "eval_fp_bps": metrics.get("eval_fp_bps", math.nan),
+            **{key: values.get(key) for key in space.keys()},
+        }
+        rows.append(row)
+
+    def rank(row: dict[str, Any]) -> float:
+        value = row["best_val_co_bps"]
+        return -math.inf if value is None or math.isnan(value) else value
+
+    return sorted(rows, key=rank, reverse=True)
+
+
+def trial_run_dir(trials_root: Path, trial: str) -> Path | None:
+    found = sorted(trials_root.glob(f"*_{trial}"))
+    return found[0] if found else None
+
+
+def write_results(sweep_dir: Path, grid, space: SearchSpace, plain: RunConfig) -> SweepResult:
+    """results.csv, best_config.json and best_configs/rank<k>_<trial>.json.
+
+    `plain` is the configuration without the space's fixed values (dataset defaults, --config,
+    --set): the best configurations get those keys back from it, since the fixed values serve the
+    search (validation every epoch, no baseline fit), not the model.
+    """
+    rows = summarize(grid, space)
+    result = SweepResult(path=sweep_dir, rows=rows)
+    if not rows:
+        return result
+    with atomic_path(sweep_dir / "results.csv") as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    ranked = [r for r in rows if not math.isnan(r["best_val_co_bps"])]
+    for index, row in enumerate(ranked[:N_BEST], start=1):
+        run_dir = trial_run_dir(sweep_dir / "trials", row["trial"])
+        if run_dir is None or not (run_dir / "config.json").exists():
+            continue
+        data = flatten(to_dict(RunDir(run_dir).config()))
+        plain_values = flatten(to_dict(plain))
+        data.update({key: plain_values[key] for key in space.fixed})
+        data = to_dict(from_dict(data))
+        write_json(sweep_dir / "best_configs" / f"rank{index}_{row['trial']}.json", data)
+        if index == 1:
+            write_json(sweep_dir / "best_config.json", data)
+            result.best_config = sweep_dir / "best_config.json"
+    return result
+
+
+def format_rows(rows: list[dict[str, Any]], limit: int = 10) -> str:
+    """The trials as a plain-text table, best first."""
+    if not rows:
+        return "no trials"
+    columns = list(rows[0])
+    names = [short_name(c) if "." in c else c for c in columns]
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return "-" if math.isnan(value) else f"{value:.4g}"
+        return "-" if value is None else str(value)
+
+    body = [[cell(r[c]) for c in columns] for r in rows[:limit]]
+    widths = [max(len(x) for x in col) for col in zip(names, *body, strict=False)]
+    lines = ["  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in body]
+    if len(rows) > limit:
+        lines.append(f"... {len(rows) - limit} more in results.csv")
+    return "\n".join(lines)
