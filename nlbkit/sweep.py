@@ -139,15 +139,18 @@ def _number(text: str) -> float:
 
 
 class EpochReporter:
-    """The per-epoch callback of a trial: reports each validated epoch to Tune with a checkpoint."""
+    """The per-epoch callback of a trial: reports each validated epoch to Tune with a checkpoint.
 
-    def __init__(self, run: RunDir) -> None:
+    The last epoch is not reported from inside training: a scheduler may stop a trial at any
+    report, and the last one must come after the run has written its rates and scores.
+    """
+
+    def __init__(self, run: RunDir, last_epoch: int) -> None:
         self.run = run
+        self.last_epoch = last_epoch
         self.last: dict[str, float] = {}
 
     def __call__(self, epoch: int) -> None:
-        from ray import tune
-
         with open(self.run.metrics_csv, newline="") as handle:
             rows = list(csv.DictReader(handle))
         row = rows[-1] if rows else {}
@@ -155,13 +158,20 @@ class EpochReporter:
             return  # not a validation epoch: nothing new for the scheduler
         self.last = {key: _number(row.get(key, "")) for key in REPORTED}
         self.last["epoch"] = epoch
+        if epoch < self.last_epoch:
+            self.report(self.last)
+
+    def report(self, metrics: dict[str, float]) -> None:
+        """Send `metrics` to Tune with a copy of the run's checkpoint files."""
+        from ray import tune
+
         with tempfile.TemporaryDirectory(prefix="nlbkit-ckpt-") as tmp:
             for name in CKPT_FILES:
                 source = self.run.path / name
                 if source.exists():
                     (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(source, Path(tmp) / name)
-            tune.report(dict(self.last), checkpoint=tune.Checkpoint.from_directory(tmp))
+            tune.report(dict(metrics), checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
 def metric_key(name: str) -> str:
@@ -183,7 +193,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             restore_checkpoint(Path(folder), run, cfg)
-    reporter = EpochReporter(run)
+    reporter = EpochReporter(run, cfg.train.epochs)
     outcome = train_run(
         context.dataset,
         cfg,
@@ -201,7 +211,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     final = dict(reporter.last) or {key: math.nan for key in REPORTED}
     final.update({metric_key(name): value for name, value in outcome.scores.items()})
     final["finished"] = 1
-    tune.report(final)
+    reporter.report(final)
 
 
 # --- the driver ---------------------------------------------------------------------------------
@@ -228,7 +238,7 @@ def make_scheduler(kind: str, space: SearchSpace, max_epochs: int):
         grace = min(int(space.asha.get("grace_period", 10)), max_epochs)
         return ASHAScheduler(
             time_attr="epoch",
-            max_t=max_epochs + 1,  # the last epoch must not be cut: the trial then writes its rates
+            max_t=max_epochs,
             grace_period=max(1, grace),
             reduction_factor=float(space.asha.get("reduction_factor", 3)),
         )
