@@ -10,6 +10,8 @@ of each window are binned and smoothed.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from nlbkit.nwb import Session, UnitGroup, observed_at
@@ -113,13 +115,15 @@ def _smoothed_partial(session: Session, group: UnitGroup, first: np.ndarray, smo
     return binned.transpose(0, 2, 1)
 
 
-def _bin_weights(kernel: np.ndarray, bin_ms: int) -> tuple[np.ndarray, np.ndarray]:
+@functools.lru_cache(maxsize=8)
+def _bin_weights(kernel: tuple[float, ...], bin_ms: int) -> tuple[np.ndarray, np.ndarray]:
     """What one spike adds to nearby bins once smoothed ('same' mode) and summed per bin.
 
     Returns `(back, table)`: a spike `p` samples after the start of its bin adds `table[p, k]` to
     the bin `back[k]` bins before its own (negative: after). Sample `T` gets `kernel[T - S + c]`
     from a spike in sample `S`, `c = (len(kernel) - 1) // 2`.
     """
+    kernel = np.array(kernel)
     m = len(kernel)
     c = (m - 1) // 2
     back = np.arange(-((m - 1 - c + bin_ms - 1) // bin_ms), (c + bin_ms - 1) // bin_ms + 1)
@@ -139,18 +143,22 @@ def _smoothed_full(group: UnitGroup, first: np.ndarray, smoother: _Smoother, len
 
     Then smoothing and binning are one linear map of the spikes: each spike adds a row of `table`
     to the bins its kernel reaches, so the work grows with the spikes, not with the samples.
+    Bins reached outside the window land in margins that are cut off, so no pair is masked.
     """
-    n, n_units = len(first), group.n_units
-    lo = first * bin_ms - smoother.left
-    window, unit, offset = group.gather(lo, smoother.width)
-    # the spike's sample relative to the window start, in bins and samples after the bin start
-    holding, phase = np.divmod(offset - smoother.left, bin_ms)
     back, table = weights
-    target = holding[:, None] - back[None, :]
-    keep = (target >= 0) & (target < length)
-    flat = ((window[:, None] * length + target) * n_units + unit[:, None])[keep]
-    values = np.bincount(flat, weights=table[phase][keep], minlength=n * length * n_units)
-    return values.reshape(n, length, n_units)
+    n, n_units = len(first), group.n_units
+    # bins (from the window start) the spikes of the reach fall in, and those they reach
+    lowest = -((smoother.left + bin_ms - 1) // bin_ms)
+    highest = (smoother.width - 1 - smoother.left) // bin_ms
+    before = int(back.max()) - lowest
+    padded = before + max(length, highest - int(back.min()) + 1)
+    window, unit, offset = group.gather(first * bin_ms - smoother.left, smoother.width)
+    # the spike's bin (from the window start, shifted by the margin) and its sample within it
+    holding, phase = np.divmod(offset - smoother.left, bin_ms)
+    spike_cell = ((window * padded + holding + before) * n_units + unit).astype(np.int64)
+    flat = spike_cell[:, None] - back[None, :] * n_units
+    values = np.bincount(flat.ravel(), weights=table[phase].ravel(), minlength=n * padded * n_units)
+    return values.reshape(n, padded, n_units)[:, before : before + length]
 
 
 def smoothed_bins(
@@ -158,7 +166,7 @@ def smoothed_bins(
 ) -> np.ndarray:
     """Smoothed, resampled spikes `(trials, length, units)` for bins `first_bin[i] + j`."""
     smoother = _Smoother(kernel, length * bin_ms)
-    weights = _bin_weights(kernel, bin_ms)
+    weights = _bin_weights(tuple(kernel), bin_ms)
     first_bin = windows.first_bin.astype(np.int64)
     lo = first_bin * bin_ms - smoother.left
     full = _fully_observed(group.observed, lo, lo + smoother.width, session.n_samples)

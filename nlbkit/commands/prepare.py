@@ -15,8 +15,10 @@ from nlbkit.datasets import BIN_SIZES_MS, DATASET_NAMES
               help="Bin size in ms; repeat for both (default: 5).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Root of the data directory (default: $NLBKIT_DATA or data/).")
+@click.option("--compress", is_flag=True,
+              help="Store the arrays LZF-compressed (about 3x smaller files, slower to write).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no shapes; only the written paths.")
-def command(dataset: str, bins: tuple[str, ...], data_dir: str | None, quiet: bool) -> None:
+def command(dataset: str, bins: tuple[str, ...], data_dir: str | None, compress: bool, quiet: bool) -> None:
     """Build DATASET's tensors (as nlb_tools makes them) into <data-dir>/<dataset>/tensors_<bin>ms.h5.
 
     \b
@@ -28,8 +30,9 @@ def command(dataset: str, bins: tuple[str, ...], data_dir: str | None, quiet: bo
       test        test-trial inputs: held-in spikes (from the test NWB)
       val_target  targets for scoring val predictions (held-out and forward spikes,
                   behaviour, PSTHs, condition indices, decode masks, jitter)
-    Keys, shapes and values are those of nlb_tools 0.0.4. The file appears only when complete;
-    an existing one is replaced only on success.
+    Keys, shapes and values are those of nlb_tools 0.0.4. Arrays are stored uncompressed
+    (fastest) unless --compress. The file appears only when complete; an existing one is
+    replaced only on success.
 
     \b
     Examples:
@@ -44,7 +47,7 @@ def command(dataset: str, bins: tuple[str, ...], data_dir: str | None, quiet: bo
     for name in names:
         for bin_ms in map(int, bins or ("5",)):
             t0 = time.perf_counter()
-            path = prepare(name, bin_ms, data_dir, progress=not quiet)
+            path = prepare(name, bin_ms, data_dir, progress=not quiet, compress=compress)
             click.echo(f"{name} {bin_ms} ms: wrote {path} ({time.perf_counter() - t0:.1f} s)")
             if not quiet:
                 for line in describe_file(path):
