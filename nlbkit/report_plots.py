@@ -1,0 +1,260 @@
+"""The figures of `nlbkit report`: each function takes a `ReportData` and returns a figure, or raises
+`Skip` naming what the run lacks. Rates are drawn in spikes per second (rates per bin / bin width).
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from nlbkit.report import ReportData, Skip
+
+N_NEURONS = 4
+N_TRIALS = 3
+N_CONDITIONS = 8
+SMOOTH_SD_MS = 40.0
+
+
+def _hz(data: ReportData) -> float:
+    return 1000.0 / data.bin_ms
+
+
+def _time_ms(n_bins: int, bin_ms: int) -> np.ndarray:
+    return np.arange(n_bins) * bin_ms
+
+
+def _column(rows: list[dict[str, str]], key: str) -> np.ndarray:
+    return np.array([float(r[key]) if r.get(key, "") != "" else np.nan for r in rows])
+
+
+def training_curves(data: ReportData):
+    """Loss, NLL and validation NLL; validation co-bps; KL weight and learning rate, per epoch."""
+    if not data.metrics:
+        raise Skip(f"no metrics.csv (a {data.model} run has no training log)")
+    rows = data.metrics
+    epoch = _column(rows, "epoch")
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for key, style in (("loss", "-"), ("nll", "-"), ("val_nll", "o-")):
+        values = _column(rows, key)
+        keep = ~np.isnan(values)
+        axes[0].plot(epoch[keep], values[keep], style, ms=3, label=key)
+    axes[0].set(xlabel="epoch", ylabel="per bin and neuron", title="loss")
+    axes[0].legend(frameon=False)
+    co_bps = _column(rows, "val_co_bps")
+    keep = ~np.isnan(co_bps)
+    axes[1].plot(epoch[keep], co_bps[keep], "o-", ms=3, label="validation co-bps")
+    axes[1].plot(epoch, _column(rows, "best_co_bps"), "--", label="best so far")
+    axes[1].set(xlabel="epoch", ylabel="bits/spike", title="validation co-bps")
+    axes[1].legend(frameon=False)
+    axes[2].plot(epoch, _column(rows, "kl_weight"), color="C2", label="KL weight")
+    axes[2].set(xlabel="epoch", ylabel="KL weight", title="schedules")
+    twin = axes[2].twinx()
+    twin.semilogy(epoch, _column(rows, "lr"), color="C3", label="learning rate")
+    twin.set_ylabel("learning rate")
+    fig.legend(*[sum(x, []) for x in zip(axes[2].get_legend_handles_labels(),
+                                          twin.get_legend_handles_labels(), strict=True)],
+               loc="lower right", frameon=False, fontsize=8)
+    fig.suptitle(f"{data.run.path.name}: training")
+    fig.tight_layout()
+    return fig
+
+
+def condition_labels(data: ReportData, n_trials: int) -> tuple[np.ndarray, str]:
+    """Per eval trial, a condition number (-1: none) and what it means."""
+    labels = -np.ones(n_trials, dtype=int)
+    cond_idx = (data.targets or {}).get("eval_cond_idx")
+    if cond_idx is not None and len(cond_idx):
+        for cond, idx in enumerate(cond_idx):
+            labels[np.asarray(idx, dtype=int)] = cond
+        return labels, "condition"
+    behavior = data.eval_trials.behavior if data.eval_trials is not None else None
+    if behavior is not None and behavior.shape[-1] >= 2:
+        # No condition list (held-out train trials): bin the reach direction into 8 sectors.
+        mean = np.nanmean(behavior[..., :2], axis=1)
+        angle = np.arctan2(mean[:, 1], mean[:, 0])
+        return ((angle + math.pi) / (2 * math.pi) * 8).astype(int) % 8, "reach direction (8 sectors)"
+    return labels, "no conditions known"
+
+
+def latent_trajectories(data: ReportData):
+    """The first principal components of the inferred latent positions z, coloured by condition."""
+    from nlbkit.latents import principal_components, run_latents
+
+    if data.model != "langevin":
+        raise Skip(f"a {data.model} run has no latent states")
+    if data.eval_trials is None:
+        raise Skip("the run's tensor file is missing, so there are no spikes to infer latents from")
+    latents = run_latents(str(data.run.path), data.eval_trials.heldin)
+    n_obs = data.eval_trials.heldin.shape[1]
+    pcs, ratios = principal_components(latents[:, :n_obs], 3)
+    labels, meaning = condition_labels(data, pcs.shape[0])
+    colors = plt.get_cmap("hsv" if meaning.startswith("reach") else "tab10")
+    n_colors = max(int(labels.max()) + 1, 1)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    t = _time_ms(n_obs, data.bin_ms)
+    for trial, label in enumerate(labels):
+        shade = label / n_colors if meaning.startswith("reach") else label % 10
+        color = "0.6" if label < 0 else colors(shade)
+        axes[0].plot(pcs[trial, :, 0], pcs[trial, :, 1], color=color, lw=0.8, alpha=0.8)
+        axes[0].plot(pcs[trial, 0, 0], pcs[trial, 0, 1], "o", color=color, ms=3)
+        axes[1].plot(t, pcs[trial, :, 0], color=color, lw=0.8, alpha=0.8)
+    axes[0].set(xlabel=f"PC1 ({ratios[0]:.0%})", ylabel=f"PC2 ({ratios[1]:.0%})",
+                title="latent positions z, eval trials (dot: start)")
+    axes[1].set(xlabel="time in window (ms)", ylabel="PC1", title="PC1 over time")
+    fig.suptitle(f"{data.run.path.name}: inferred latents, coloured by {meaning}")
+    fig.tight_layout()
+    return fig
+
+
+def _smoothed_hz(spikes: np.ndarray, bin_ms: int) -> np.ndarray:
+    from nlbkit.models.smoothing import gaussian_window, smooth_spikes
+
+    return smooth_spikes(spikes, gaussian_window(SMOOTH_SD_MS, bin_ms)) * 1000.0 / bin_ms
+
+
+def rates_vs_spikes(data: ReportData):
+    """Predicted rates of the most active held-out neurons against their smoothed spikes."""
+    trials = data.eval_trials
+    if trials is None or trials.heldout is None:
+        raise Skip("no held-out spikes of the eval trials (test phase, or tensor file missing)")
+    predicted = data.rates["eval_rates_heldout"] * _hz(data)
+    smoothed = _smoothed_hz(trials.heldout, data.bin_ms)
+    neurons = np.argsort(-np.nanmean(trials.heldout, axis=(0, 1)))[:N_NEURONS]
+    t = _time_ms(predicted.shape[1], data.bin_ms)
+    fig, axes = plt.subplots(len(neurons), N_TRIALS, figsize=(11, 2.0 * len(neurons)), sharex=True,
+                             squeeze=False)
+    for row, neuron in enumerate(neurons):
+        for col in range(min(N_TRIALS, predicted.shape[0])):
+            ax = axes[row, col]
+            label = f"spikes, {SMOOTH_SD_MS:.0f} ms smoothing"
+            ax.plot(t, smoothed[col, :, neuron], color="0.5", lw=1, label=label)
+            ax.plot(t, predicted[col, :, neuron], color="C0", lw=1.3, label="predicted rate")
+            if row == 0:
+                ax.set_title(f"eval trial {col}")
+            if col == 0:
+                ax.set_ylabel(f"held-out {neuron}\n(spikes/s)")
+    axes[-1, 0].set_xlabel("time in window (ms)")
+    axes[0, 0].legend(frameon=False, fontsize=7)
+    fig.suptitle(f"{data.run.path.name}: held-out neurons, predicted vs smoothed spikes")
+    fig.tight_layout()
+    return fig
+
+
+def psths(data: ReportData):
+    """Condition-averaged predicted rates against the true PSTHs, for the most active held-out neurons."""
+    from nlbkit.metrics import condition_psths
+
+    targets = data.targets or {}
+    if "psth" not in targets or "eval_cond_idx" not in targets:
+        raise Skip("no PSTH targets (only in val-phase runs of datasets scored on psth R2)")
+    rates = np.concatenate([data.rates["eval_rates_heldin"], data.rates["eval_rates_heldout"]], axis=2)
+    predicted = condition_psths(rates, targets["eval_cond_idx"])
+    true = targets["psth"]
+    n_heldout = data.rates["eval_rates_heldout"].shape[2]
+    activity = np.nanmean(true[:, :, data.n_heldin:], axis=(0, 1))
+    neurons = data.n_heldin + np.argsort(-activity)[: min(N_NEURONS, n_heldout)]
+    conds = [c for c, p in enumerate(predicted) if p is not None][:N_CONDITIONS]
+    t = _time_ms(true.shape[1], data.bin_ms)
+    fig, axes = plt.subplots(1, len(neurons), figsize=(3.2 * len(neurons), 3.4), squeeze=False)
+    for ax, neuron in zip(axes[0], neurons, strict=False):
+        for k, cond in enumerate(conds):
+            ax.plot(t, true[cond, :, neuron] * _hz(data), "--", color=f"C{k % 10}", lw=1)
+            ax.plot(t, predicted[cond][:, neuron] * _hz(data), "-", color=f"C{k % 10}", lw=1.3)
+        ax.set(title=f"held-out neuron {neuron - data.n_heldin}", xlabel="time in window (ms)")
+    axes[0, 0].set_ylabel("spikes/s")
+    axes[0, 0].plot([], [], "k-", label="predicted")
+    axes[0, 0].plot([], [], "k--", label="true PSTH")
+    axes[0, 0].legend(frameon=False, fontsize=7)
+    fig.suptitle(f"{data.run.path.name}: PSTHs of {len(conds)} conditions (colour), predicted vs true")
+    fig.tight_layout()
+    return fig
+
+
+def decoded_velocity(data: ReportData):
+    """Hand velocity decoded from the rates (ridge, fitted on the train trials) against the true one."""
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import GridSearchCV
+
+    from nlbkit.metrics import RIDGE_ALPHAS
+
+    targets = data.targets or {}
+    if "eval_behavior" not in targets or "train_behavior" not in targets:
+        raise Skip("no behaviour targets (test phase, or a dataset without behaviour)")
+    if "train_rates_heldin" not in data.rates:
+        raise Skip("the rates file holds no train rates to fit a decoder on")
+
+    def stack(prefix: str) -> np.ndarray:
+        parts = (data.rates[f"{prefix}_rates_heldin"], data.rates[f"{prefix}_rates_heldout"])
+        return np.concatenate(parts, axis=2)
+
+    train_x, eval_x = stack("train"), stack("eval")
+    train_y, eval_y = targets["train_behavior"], targets["eval_behavior"]
+    keep = ~np.isnan(train_y.reshape(-1, train_y.shape[2])[:, 0])
+    decoder = GridSearchCV(Ridge(), {"alpha": RIDGE_ALPHAS})
+    decoder.fit(train_x.reshape(-1, train_x.shape[2])[keep], train_y.reshape(-1, train_y.shape[2])[keep])
+    decoded = decoder.predict(eval_x.reshape(-1, eval_x.shape[2])).reshape(*eval_x.shape[:2], -1)
+    valid = ~np.isnan(eval_y[..., 0])
+    r2 = r2_score(eval_y[valid], decoded[valid])
+    t = _time_ms(eval_y.shape[1], data.bin_ms)
+    n_dims = min(2, eval_y.shape[2])
+    fig, axes = plt.subplots(1, n_dims + 1, figsize=(4.2 * (n_dims + 1), 3.6))
+    for dim in range(n_dims):
+        for trial in range(min(N_TRIALS, eval_y.shape[0])):
+            axes[dim].plot(t, eval_y[trial, :, dim], "--", color=f"C{trial}", lw=1)
+            axes[dim].plot(t, decoded[trial, :, dim], "-", color=f"C{trial}", lw=1.3)
+        axes[dim].set(title=f"behaviour {'xy'[dim] if n_dims == 2 else dim} (dashed: true)",
+                      xlabel="time in window (ms)")
+    labels, meaning = condition_labels(data, eval_y.shape[0])
+    for trial in range(eval_y.shape[0]):
+        color = "0.6" if labels[trial] < 0 else f"C{labels[trial] % 10}"
+        true_path = np.nancumsum(eval_y[trial, :, :2], axis=0)
+        axes[-1].plot(*true_path.T, "--", color=color, lw=0.8)
+        axes[-1].plot(*np.cumsum(np.where(valid[trial, :, None], decoded[trial, :, :2], 0), axis=0).T,
+                      "-", color=color, lw=1)
+    axes[-1].set(title=f"integrated paths by {meaning}", xlabel="x (a.u.)", ylabel="y (a.u.)")
+    fig.suptitle(f"{data.run.path.name}: decoded vs true behaviour, eval trials (R2 {r2:.3f})")
+    fig.tight_layout()
+    return fig
+
+
+def true_rates(data: ReportData):
+    """Generated data: inferred rates against the true rates the spikes were drawn from."""
+    from sklearn.metrics import r2_score
+
+    if data.true_rates is None:
+        raise Skip("no ground truth (only generated data from `nlbkit synth` has true rates)")
+    keys = ("eval_rates_heldin", "eval_rates_heldout")
+    inferred = np.concatenate([data.rates[k] for k in keys], axis=2) * _hz(data)
+    truth = np.concatenate([data.true_rates[k] for k in keys], axis=2) * _hz(data)
+    r2 = r2_score(truth.reshape(-1), inferred.reshape(-1))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    rng = np.random.default_rng(0)
+    pick = rng.choice(truth.size, size=min(truth.size, 20000), replace=False)
+    axes[0].scatter(truth.reshape(-1)[pick], inferred.reshape(-1)[pick], s=2, alpha=0.3)
+    top = float(max(truth.max(), inferred.max()))
+    axes[0].plot([0, top], [0, top], "k--", lw=1)
+    axes[0].set(xlabel="true rate (spikes/s)", ylabel="inferred rate (spikes/s)",
+                title=f"all eval bins and neurons (R2 {r2:.3f})")
+    t = _time_ms(truth.shape[1], data.bin_ms)
+    neurons = np.argsort(-truth.mean(axis=(0, 1)))[:N_NEURONS]
+    for k, neuron in enumerate(neurons):
+        axes[1].plot(t, truth[0, :, neuron], "--", color=f"C{k}", lw=1)
+        axes[1].plot(t, inferred[0, :, neuron], "-", color=f"C{k}", lw=1.3)
+    axes[1].set(xlabel="time in window (ms)", ylabel="spikes/s",
+                title="eval trial 0, most active neurons (dashed: true)")
+    fig.suptitle(f"{data.run.path.name}: inferred vs true rates (generated data)")
+    fig.tight_layout()
+    return fig
+
+
+FIGURES = (
+    ("training_curves", training_curves),
+    ("latent_trajectories", latent_trajectories),
+    ("rates_vs_spikes", rates_vs_spikes),
+    ("psth", psths),
+    ("decoded_velocity", decoded_velocity),
+    ("true_rates", true_rates),
+)
