@@ -46,7 +46,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # mixed precision, used only on CUDA
-    threads: int = 0  # CPU threads for torch; 0 keeps torch's default (1 is faster on a busy machine)
+    threads: int = 0  # CPU threads for torch; 0: 1 on a machine of <= 2 cores, else torch's default
     compare_smoothing: bool = True  # also fit the smoothing baseline and show its scores beside
 
 
@@ -274,6 +274,17 @@ def build_config(
     for text in overrides:
         set_value(cfg, *parse_assignment(text))
     validate(cfg)
+    return cfg
+
+
+STEP_MS = 20  # the released models' bin width; `model.bins_per_step = 0` makes one step this long
+
+
+def resolve_for_bin(cfg: RunConfig, bin_ms: int) -> RunConfig:
+    """Fill in the settings that depend on the bin width, in place: `model.bins_per_step` 0 (auto)
+    becomes STEP_MS / bin_ms (4 at 5 ms, 1 at 20 ms; 1 when bin_ms does not divide STEP_MS)."""
+    if cfg.model.bins_per_step == 0:
+        cfg.model.bins_per_step = STEP_MS // bin_ms if bin_ms > 0 and STEP_MS % bin_ms == 0 else 1
     return cfg
 
 

@@ -53,12 +53,13 @@ class TrialSet:
         )
 
     def target(self) -> np.ndarray:
-        """(trials, T+F, Nin+Nout): what the model learns to predict; NaN (unobserved) becomes 0."""
+        """(trials, T+F, Nin+Nout): what the model learns to predict; NaN (unobserved) stays NaN
+        and is left out of the loss (reading it as 0 spikes would teach the model silence there)."""
         if not self.has_targets():
             raise NlbkitError("these trials have no held-out or forward spikes to train on")
         observed = np.concatenate([self.heldin, self.heldout], axis=2)
         forward = np.concatenate([self.heldin_forward, self.heldout_forward], axis=2)
-        return np.nan_to_num(np.concatenate([observed, forward], axis=1).astype(np.float32))
+        return np.concatenate([observed, forward], axis=1).astype(np.float32)
 
 
 @dataclass

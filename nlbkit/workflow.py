@@ -7,6 +7,7 @@ smoothing baseline on the same trials so that every score has the baseline's bes
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ import h5py
 import numpy as np
 import torch
 
-from nlbkit.config import RunConfig, SmoothingConfig
+from nlbkit.config import RunConfig, SmoothingConfig, resolve_for_bin
 from nlbkit.datasets import check_bin, get_spec
 from nlbkit.errors import NlbkitError
 from nlbkit.models.smoothing import SmoothingBaseline
@@ -67,6 +68,7 @@ def train_run(
     check_bin(bin_ms)
     if model not in MODELS:
         raise NlbkitError(f"unknown model '{model}': use one of {', '.join(MODELS)}")
+    resolve_for_bin(cfg, bin_ms)
     path = Path(from_tensors) if from_tensors else tensors_path(dataset, bin_ms, data_dir)
     data = load_phase_data(path, phase, cfg.train.eval_fraction, cfg.train.seed)
     if data.eval.heldin.shape[2] != data.n_heldin:
@@ -134,13 +136,14 @@ def _fit_torch(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     tc = cfg.train
     device = resolve_device(tc.device)
-    if tc.threads > 0:
-        torch.set_num_threads(tc.threads)
+    threads = tc.threads or (1 if (os.cpu_count() or 1) <= 2 else 0)
+    if threads > 0:
+        torch.set_num_threads(threads)
     seed_everything(tc.seed)
     net = model_factory(cfg, data.n_heldin, data.n_heldout, data.n_forward)
     fit, val = split_validation(data.fit, tc.val_fraction, tc.seed)
     if hasattr(net, "set_baseline_rates"):
-        mean_counts = torch.as_tensor(fit.target().mean(axis=(0, 1)))
+        mean_counts = torch.as_tensor(np.nan_to_num(np.nanmean(fit.target(), axis=(0, 1))))
         net.set_baseline_rates(mean_counts)
     trainer = Trainer(net, tc, run, fit, val, device, progress=progress, on_epoch=on_epoch)
     if resume and run.last_ckpt.exists():

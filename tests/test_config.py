@@ -66,3 +66,13 @@ def test_cli_set_error_is_one_line(nlbkit_cli):
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("error: unknown config key 'train.lrr'")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_bins_per_step_auto_makes_a_20_ms_step():
+    from nlbkit.config import resolve_for_bin
+
+    assert build_config("mc_maze_small").model.bins_per_step == 0
+    assert resolve_for_bin(build_config("mc_maze_small"), 5).model.bins_per_step == 4
+    assert resolve_for_bin(build_config("mc_maze_small"), 20).model.bins_per_step == 1
+    fixed = build_config("mc_maze_small", overrides=["model.bins_per_step=2"])
+    assert resolve_for_bin(fixed, 5).model.bins_per_step == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -390,3 +391,51 @@ def test_a_few_dozen_steps_fit_a_small_batch(overrides):
         opt.step()
         history.append(parts["nll"])
     assert sum(history[-5:]) / 5 < 0.9 * sum(history[:5]) / 5
+
+
+# --- several bins per step ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_bins", [T, T + 1])  # T = 10: a multiple of 2, then one bin of padding
+def test_bins_per_step_sums_inputs_and_interpolates_log_rates_to_every_bin(n_bins):
+    model = make_model(bins_per_step=2, dynamics=False).eval()
+    x = counts(B, n_bins, N_IN)
+    out = model(x)
+    steps = -(-n_bins // 2) + FWD // 2
+    assert out.log_rates.shape == (B, n_bins + FWD, N_IN + N_OUT)
+    assert out.latents["h"].shape == (B, steps, H)
+    # the encoder sees each step's summed counts only: moving a spike within a step changes nothing
+    last = x.clone()
+    last[:, -2], last[:, -1] = x[:, -1], x[:, -2]
+    torch.testing.assert_close(model(last).log_rates, out.log_rates)
+    # each step's log-rate sits at the step's centre and is interpolated linearly to every bin
+    steps_lr = torch.randn(1, steps, 1)
+    centres = torch.arange(steps) * 2 + 0.5  # in bins, counted from the start of the padding
+    pad = -n_bins % 2
+    where = torch.arange(n_bins + FWD) + pad
+    expected = np.interp(where.numpy(), centres.numpy(), steps_lr[0, :, 0].numpy())
+    got = model._unfold_bins(steps_lr, pad, n_bins)[0, :, 0]
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_bins_per_step_zero_is_one_for_a_model_built_directly():
+    torch.manual_seed(0)
+    auto = LangevinFlow(tiny(bins_per_step=0, dynamics=False), N_IN, N_OUT, FWD).eval()
+    torch.manual_seed(0)
+    one = LangevinFlow(tiny(bins_per_step=1, dynamics=False), N_IN, N_OUT, FWD).eval()
+    x = counts(B, T, N_IN)
+    torch.testing.assert_close(auto(x).log_rates, one(x).log_rates)
+
+
+def test_nan_targets_are_left_out_of_the_loss_not_read_as_zero_spikes():
+    log_rates = torch.randn(B, T + FWD, N_IN + N_OUT, requires_grad=True)
+    target = counts(B, T + FWD, N_IN + N_OUT)
+    missing = torch.zeros_like(target, dtype=torch.bool)
+    missing[0, T - 3 :] = True  # one trial ended three bins early
+    holed = target.masked_fill(missing, float("nan"))
+    value = masked_poisson_nll(log_rates, holed, None)
+    full = torch.nn.functional.poisson_nll_loss(log_rates, target, log_input=True, reduction="none")
+    torch.testing.assert_close(value, full[~missing].mean())
+    value.backward()
+    assert torch.isfinite(log_rates.grad).all()
+    assert (log_rates.grad[missing] == 0).all() and (log_rates.grad[~missing] != 0).all()

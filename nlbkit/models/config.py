@@ -44,6 +44,10 @@ class LangevinConfig:
     heads: int = 2
     ff_dim: int = 512
     prediction_samples: int = 50
+    # Bins per model step: 1 steps once per bin (released); k > 1 feeds the encoder counts summed
+    # over k bins and interpolates the per-step log-rates to the bins. 0: `nlbkit train` picks the
+    # k that makes a step 20 ms (the released models' bin width); a model built directly takes 0 as 1.
+    bins_per_step: int = 0
     variant: str = "nlbkit"
     coupling: bool = True
     dynamics: bool = True
@@ -84,6 +88,8 @@ class LangevinConfig:
             yield f"dropout must lie in [0, 1), got {self.dropout}"
         if not 0.0 <= self.cd_rate <= 1.0 or not 0.0 <= self.cd_pass_rate <= 1.0:
             yield "cd_rate and cd_pass_rate must lie in [0, 1]"
+        if self.bins_per_step < 0:
+            yield f"bins_per_step must be 0 (auto) or positive, got {self.bins_per_step}"
         if self.prediction_samples < 1:
             yield f"prediction_samples must be at least 1, got {self.prediction_samples}"
         if self.velocity_prior_var <= 0:

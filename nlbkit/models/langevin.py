@@ -2,13 +2,19 @@
 
 Song, Keller, Yue, Perona, Welling, "Langevin Flows for Modeling Neural Latent Dynamics" (2025).
 Shapes: B trials, T observed bins, F forward bins, N = N_in + N_out neurons, H hidden size.
-x_t (B, N_in) held-in spike counts per bin; in forward bins (t >= T) x_t := x_{T-1}.
+One model step spans k = `bins_per_step` bins (1: one step per bin, as released): x_t (B, N_in)
+is the held-in counts summed over step t's k bins, and the readout gives each step's log-rate per
+bin, interpolated linearly between step centres to every bin. The observed bins are left-padded
+with zeros to a multiple of k (no step straddles the end of the observation); in forward steps
+(t >= S_obs) x_t := x_{S_obs-1}, the last observed step. (A readout of k separate bins per step
+was tried: on mc_maze_small at 5 ms it learned far slower than this shared, interpolated one.)
 
     encoder   h_t = dropout(GRUCell(x_t, h_{t-1})),  h_{-1} = 0            (current bin, Algorithm 1)
     initial   q(z_0) = N(mu_z(h_0), diag exp lv_z(h_0)),  q(v_0) likewise   (linear heads)
     dynamics  (z_t, v_t) -> (z_{t+1}, v_{t+1}): the Langevin step of `potential.langevin_step`
               in the coupled-oscillator potential U, sigma = sqrt(2 gamma T / m)
-    decoder   log r = Linear(TransformerLayer([z_t, v_t, h_t] for t < T + F))   (B, T+F, N)
+    decoder   log r = Linear(TransformerLayer([z_t, v_t, h_t] for every step))  (B, S, N)
+              -> (B, T+F, N) interpolated to the bins, the padding dropped
     loss      mean Poisson NLL(log r, counts) + kl_weight * KL
 
 KL per trial = KL(q(z_0) | N(0, I)) + KL(q(v_0) | N(0, I)) + a transition term:
@@ -37,7 +43,8 @@ __all__ = ["LangevinConfig", "LangevinFlow", "LangevinOutput", "coordinated_drop
 
 @dataclass
 class LangevinOutput:
-    """log_rates (B, T+F, N) log spikes per bin; kl scalar, mean per trial; latents name -> (B, T+F, H).
+    """log_rates (B, T+F, N) log spikes per bin; kl scalar, mean per trial; latents name -> (B, S, H),
+    S the number of model steps (T + F when bins_per_step is 1).
 
     latents holds "h" always, "z" and "v" when the model has latent dynamics.
     kl_terms splits kl into "kl_initial" and "kl_transition" (nlbkit) or "velocity_penalty" (released).
@@ -67,14 +74,21 @@ def coordinated_dropout(heldin: Tensor, keep_rate: float, pass_rate: float) -> t
 
 
 def masked_poisson_nll(log_rates: Tensor, target: Tensor, blocked: Tensor | None) -> Tensor:
-    """Mean Poisson NLL exp(log r) - y log r over all entries (B, T+F, N); entries of `blocked`
-    (B, T, N_in), the observed held-in corner, count in the value but pass no gradient."""
-    nll = F.poisson_nll_loss(log_rates, target, log_input=True, full=False, reduction="none")
+    """Mean Poisson NLL exp(log r) - y log r over the observed entries of target (B, T+F, N).
+
+    NaN targets (bins a trial did not observe) are left out of the value and the gradient, not
+    read as zero spikes. Entries of `blocked` (B, T, N_in), the observed held-in corner, count in
+    the value but pass no gradient.
+    """
+    observed = ~torch.isnan(target)
+    nll = F.poisson_nll_loss(
+        log_rates, torch.where(observed, target, 0.0), log_input=True, full=False, reduction="none"
+    )
     if blocked is not None:
         corner = torch.zeros_like(nll, dtype=torch.bool)
         corner[:, : blocked.shape[1], : blocked.shape[2]] = blocked
         nll = torch.where(corner, nll.detach(), nll)
-    return nll.mean()
+    return torch.where(observed, nll, 0.0).sum() / observed.sum().clamp_min(1)
 
 
 class TransformerDecoder(nn.Module):
@@ -121,6 +135,7 @@ class LangevinFlow(nn.Module):
             raise NlbkitError(f"bad model sizes: {n_heldin} held-in, {n_heldout} held-out, {n_forward} fwd")
         self.cfg = cfg
         self.n_heldin, self.n_heldout, self.n_forward = n_heldin, n_heldout, n_forward
+        self.bins_per_step = cfg.bins_per_step or 1
         hid = cfg.hidden
         self.encoder = nn.GRUCell(n_heldin, hid)
         self.state_dropout = nn.Dropout(cfg.dropout)
@@ -159,21 +174,48 @@ class LangevinFlow(nn.Module):
         if heldin.ndim != 3 or heldin.shape[2] != self.n_heldin:
             shape = tuple(heldin.shape)
             raise NlbkitError(f"held-in input has shape {shape}; expected (B, T, {self.n_heldin})")
-        states = self._encode(heldin)  # (T+F, B, H)
-        if not self.cfg.dynamics:
-            h = states.transpose(0, 1)
-            return LangevinOutput(self.decoder(h), h.new_zeros(()), {"h": h})
-        z, v, kl_terms = self._integrate(states)
+        inputs, pad = self._group_bins(heldin)  # (B, S_obs, N_in)
+        states = self._encode(inputs)  # (S, B, H)
         h = states.transpose(0, 1)
-        log_rates = self.decoder(torch.cat([z, v, h], dim=-1))
+        if not self.cfg.dynamics:
+            log_rates = self._unfold_bins(self.decoder(h), pad, heldin.shape[1])
+            return LangevinOutput(log_rates, h.new_zeros(()), {"h": h})
+        z, v, kl_terms = self._integrate(states)
+        log_rates = self._unfold_bins(self.decoder(torch.cat([z, v, h], dim=-1)), pad, heldin.shape[1])
         kl = sum(kl_terms.values(), h.new_zeros(()))
         return LangevinOutput(log_rates, kl, {"z": z, "v": v, "h": h}, kl_terms)
 
-    def _encode(self, heldin: Tensor) -> Tensor:
-        """GRU states h_t (T+F, B, H) over x_0..x_{T-1}, then x_{T-1} again for each forward bin."""
-        steps = heldin.shape[1] + self.n_forward
-        x = heldin.transpose(0, 1)
-        h = heldin.new_zeros(heldin.shape[0], self.cfg.hidden)
+    def n_steps(self, n_bins: int) -> tuple[int, int]:
+        """(observed steps, forward steps) for n_bins observed bins: ceil(T / k), ceil(F / k)."""
+        k = self.bins_per_step
+        return -(-n_bins // k), -(-self.n_forward // k)
+
+    def _group_bins(self, heldin: Tensor) -> tuple[Tensor, int]:
+        """(B, T, N_in) -> ((B, S_obs, N_in) counts summed over each step's k bins, left padding)."""
+        k = self.bins_per_step
+        pad = self.n_steps(heldin.shape[1])[0] * k - heldin.shape[1]
+        if pad:
+            heldin = F.pad(heldin, (0, 0, pad, 0))
+        if k == 1:
+            return heldin, 0
+        b, t, n = heldin.shape
+        return heldin.reshape(b, t // k, k, n).sum(dim=2), pad
+
+    def _unfold_bins(self, step_log_rates: Tensor, pad: int, n_bins: int) -> Tensor:
+        """(B, S, N) log-rates per bin at the step centres -> (B, T+F, N) at every bin, linearly
+        interpolated (held constant beyond the first and last centres), without the padding."""
+        k = self.bins_per_step
+        if k == 1:
+            return step_log_rates
+        per_bin = F.interpolate(step_log_rates.transpose(1, 2), scale_factor=k, mode="linear")
+        return per_bin.transpose(1, 2)[:, pad : pad + n_bins + self.n_forward]
+
+    def _encode(self, x: Tensor) -> Tensor:
+        """GRU states h_t (S, B, H) over the observed steps x_0..x_{S_obs-1} (B, S_obs, N_in),
+        then x_{S_obs-1} again for each forward step."""
+        steps = x.shape[1] + self.n_steps(0)[1]
+        h = x.new_zeros(x.shape[0], self.cfg.hidden)
+        x = x.transpose(0, 1)
         # Dropout on the recurrent state, with every step's mask drawn in one call (cheaper on CPU).
         masks = self.state_dropout(h.new_ones(steps, *h.shape)) if self.training else None
         states = []
