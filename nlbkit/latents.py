@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,19 @@ def load_network(run: RunDir, device: str = "cpu") -> torch.nn.Module:
     return net.eval()
 
 
+@dataclass
+class Latents:
+    """Latent trajectories at the model's steps: one step spans `bins_per_step` bins."""
+
+    values: np.ndarray  # (trials, steps, H), observed steps then forward steps
+    n_observed: int  # steps over the observed bins
+    step_ms: float  # time between steps
+    first_ms: float  # centre of the first step, relative to the start of the window (may be < 0)
+
+    def times_ms(self) -> np.ndarray:
+        return self.first_ms + self.step_ms * np.arange(self.values.shape[1])
+
+
 @torch.no_grad()
 def run_latents(
     run_dir: str | Path,
@@ -36,8 +50,8 @@ def run_latents(
     which: str = "z",
     device: str = "cpu",
     batch_size: int = 256,
-) -> np.ndarray:
-    """Mean latent trajectory over `n_samples` stochastic passes, (trials, T+F, H).
+) -> Latents:
+    """Mean latent trajectory over `n_samples` stochastic passes.
 
     heldin: (trials, T, N_in) held-in spike counts. which: 'z' (positions), 'v' (velocities) or
     'h' (encoder states). Seeded by the run's seed, so repeated calls agree.
@@ -56,7 +70,12 @@ def run_latents(
                 raise NlbkitError(f"{run.path}: the model has no '{which}' latents (has {sorted(latents)})")
             total = latents[which] if total is None else total + latents[which]
         parts.append((total / n_samples).float().cpu().numpy())
-    return np.concatenate(parts, axis=0)
+    n_bins = x.shape[1]
+    k = int(getattr(net, "bins_per_step", 1))
+    n_observed = net.n_steps(n_bins)[0] if hasattr(net, "n_steps") else n_bins
+    pad = n_observed * k - n_bins  # the observed bins are left-padded to whole steps
+    bin_ms = float(run.info()["bin_ms"])
+    return Latents(np.concatenate(parts, axis=0), n_observed, k * bin_ms, ((k - 1) / 2 - pad) * bin_ms)
 
 
 def principal_components(latents: np.ndarray, n: int = 3) -> tuple[np.ndarray, np.ndarray]:

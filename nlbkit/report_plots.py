@@ -86,14 +86,14 @@ def latent_trajectories(data: ReportData):
         raise Skip(f"a {data.model} run has no latent states")
     if data.eval_trials is None:
         raise Skip("the run's tensor file is missing, so there are no spikes to infer latents from")
-    latents = run_latents(str(data.run.path), data.eval_trials.heldin)
-    n_obs = data.eval_trials.heldin.shape[1]
-    pcs, ratios = principal_components(latents[:, :n_obs], 3)
+    latents = run_latents(data.run.path, data.eval_trials.heldin)
+    n_obs = latents.n_observed
+    pcs, ratios = principal_components(latents.values[:, :n_obs], 3)
     labels, meaning = condition_labels(data, pcs.shape[0])
     colors = plt.get_cmap("hsv" if meaning.startswith("reach") else "tab10")
     n_colors = max(int(labels.max()) + 1, 1)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
-    t = _time_ms(n_obs, data.bin_ms)
+    t = latents.times_ms()[:n_obs]
     for trial, label in enumerate(labels):
         shade = label / n_colors if meaning.startswith("reach") else label % 10
         color = "0.6" if label < 0 else colors(shade)
@@ -102,7 +102,8 @@ def latent_trajectories(data: ReportData):
         axes[1].plot(t, pcs[trial, :, 0], color=color, lw=0.8, alpha=0.8)
     axes[0].set(xlabel=f"PC1 ({ratios[0]:.0%})", ylabel=f"PC2 ({ratios[1]:.0%})",
                 title="latent positions z, eval trials (dot: start)")
-    axes[1].set(xlabel="time in window (ms)", ylabel="PC1", title="PC1 over time")
+    axes[1].set(xlabel="time in window (ms)", ylabel="PC1",
+                title=f"PC1 over time (one model step = {latents.step_ms:g} ms)")
     fig.suptitle(f"{data.run.path.name}: inferred latents, coloured by {meaning}")
     fig.tight_layout()
     return fig

@@ -1,0 +1,122 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from nlbkit.ensemble import ensemble_runs, mean_rates
+from nlbkit.errors import NlbkitError
+from nlbkit.evaluation import read_rates, read_run, score_run
+from nlbkit.report import make_report
+from nlbkit.submission import submit_runs
+from tests.synth_run_fixtures import synth_tensors, tiny_run
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two LangevinFlow seeds and a smoothing run on generated mc_maze_small tensors."""
+    root = tmp_path_factory.mktemp("ensemble")
+    tensors = synth_tensors(root / "data")
+    first = tiny_run(tensors, root / "runs", "s0", "train.seed=0").run.path
+    second = tiny_run(tensors, root / "runs", "s1", "train.seed=1").run.path
+    smoothing = tiny_run(tensors, root / "runs", None, model="smoothing").run.path
+    return root, first, second, smoothing
+
+
+def test_ensemble_rates_are_the_members_mean(runs, tmp_path):
+    _, first, second, _ = runs
+    result = ensemble_runs([first, second], tmp_path / "ens")
+    members = [read_rates(read_run(d)) for d in (first, second)]
+    ensemble = read_rates(read_run(result.run_dir))
+    assert set(ensemble) == set(members[0]) and len(ensemble) == 6
+    for key, value in ensemble.items():
+        assert value.dtype == np.float32
+        np.testing.assert_allclose(value, (members[0][key] + members[1][key]) / 2, rtol=1e-6)
+    info = json.loads((result.run_dir / "run.json").read_text())
+    assert info["model"] == "ensemble" and info["members"] == [str(first), str(second)]
+    assert [m.run.run_dir for m in result.members] == [first, second]
+
+
+def test_evaluate_and_submit_take_an_ensemble(runs, tmp_path, nlbkit_cli):
+    _, first, second, _ = runs
+    result = ensemble_runs([first, second], tmp_path / "ens")
+    stored = json.loads((result.run_dir / "scores.json").read_text())
+    rescored = score_run(result.run_dir).scores
+    assert stored == pytest.approx(rescored) and "co-bps" in stored
+    # The members' and the ensemble's scores differ: it really is a different set of rates.
+    assert rescored["co-bps"] != pytest.approx(result.members[0].scores["co-bps"])
+    out = nlbkit_cli("evaluate", str(first), str(result.run_dir), "--json")
+    listed = json.loads(out.stdout)["runs"]
+    assert [r["model"] for r in listed] == ["langevin", "ensemble"]
+    assert listed[1]["scores"]["co-bps"] == pytest.approx(rescored["co-bps"])
+    path = submit_runs([result.run_dir], tmp_path / "sub.h5")
+    checked = nlbkit_cli("validate", str(path), check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_ensemble_cli_prints_members_and_ensemble(runs, tmp_path, nlbkit_cli):
+    _, first, second, _ = runs
+    out = nlbkit_cli("ensemble", str(first), str(second), "--output", str(tmp_path / "ens"))
+    assert out.returncode == 0, out.stderr
+    assert "co-bps" in out.stdout
+    assert first.name in out.stdout and second.name in out.stdout and "ens" in out.stdout
+    again = nlbkit_cli("ensemble", str(first), str(second), "--output", str(tmp_path / "ens"), check=False)
+    assert again.returncode == 1 and "--overwrite" in again.stderr
+
+
+def test_ensemble_refuses_runs_of_other_trials(runs, tmp_path):
+    _, first, second, _ = runs
+    other = tmp_path / "other_bin"
+    shutil.copytree(second, other)
+    info = json.loads((other / "run.json").read_text())
+    (other / "run.json").write_text(json.dumps({**info, "bin_ms": 20}))
+    with pytest.raises(NlbkitError, match="bin_ms differs"):
+        ensemble_runs([first, other], tmp_path / "ens")
+    with pytest.raises(NlbkitError, match="at least two"):
+        ensemble_runs([first], tmp_path / "ens")
+    with pytest.raises(NlbkitError, match="listed twice"):
+        ensemble_runs([first, first], tmp_path / "ens")
+    assert not (tmp_path / "ens").exists()
+
+
+def test_mean_rates_refuses_other_shapes(runs, tmp_path):
+    _, first, second, _ = runs
+    other = tmp_path / "fewer_trials"
+    shutil.copytree(second, other)
+    import h5py
+
+    with h5py.File(other / "rates.h5", "r+") as h5:
+        group = h5[next(iter(h5))]
+        data = group["eval_rates_heldout"][()]
+        del group["eval_rates_heldout"]
+        group["eval_rates_heldout"] = data[:-1]
+    with pytest.raises(NlbkitError, match="not the same trials"):
+        mean_rates([read_run(first), read_run(other)])
+
+
+def _assert_pngs(paths):
+    for path in paths:
+        data = path.read_bytes()
+        assert len(data) > 5000 and data.startswith(PNG_MAGIC), path
+
+
+def test_report_draws_every_figure_of_a_langevin_run_on_generated_data(runs):
+    _, first, _, _ = runs
+    result = make_report(first)
+    names = sorted(p.stem for p in result.written)
+    assert names == sorted(["training_curves", "latent_trajectories", "rates_vs_spikes", "psth",
+                            "decoded_velocity", "true_rates"]), result.skipped
+    assert all(p.parent == first / "report" for p in result.written)
+    _assert_pngs(result.written)
+
+
+def test_report_skips_what_a_smoothing_run_lacks(runs, nlbkit_cli):
+    _, _, _, smoothing = runs
+    out = nlbkit_cli("report", str(smoothing))
+    assert out.returncode == 0, out.stderr
+    assert "skipped training_curves" in out.stdout and "skipped latent_trajectories" in out.stdout
+    written = sorted((smoothing / "report").glob("*.png"))
+    assert {p.stem for p in written} == {"rates_vs_spikes", "psth", "decoded_velocity", "true_rates"}
+    _assert_pngs(written)
