@@ -41,6 +41,8 @@ class TrainConfig:
     val_every: int = 5  # epochs between validations
     val_samples: int = 10  # stochastic passes averaged for the validation co-bps
     val_fraction: float = 0.15  # training trials held back for validation (checkpoint choice, stopping)
+    # Validation trials also train through their held-in spikes (their held-out ones stay unseen).
+    fit_val_heldin: bool = True
     eval_fraction: float = 0.2  # files with train trials only: trials held out as the scored eval set
     grad_clip: float = 200.0
     seed: int = 0

@@ -92,6 +92,25 @@ def split_validation(trials: TrialSet, fraction: float, seed: int) -> tuple[Tria
     return trials.subset(kept), trials.subset(held)
 
 
+def add_heldin_of(fit: TrialSet, val: TrialSet) -> TrialSet:
+    """`fit` followed by the `val` trials with their held-out neurons (observed and forward bins)
+    set to NaN: the model learns from the validation trials' held-in spikes, which a test trial
+    also offers, while the held-out spikes that validation scores stay unseen."""
+    hidden = val.subset(np.arange(len(val)))
+    hidden.heldout = np.full(val.heldout.shape, np.nan, dtype=np.float32)
+    hidden.heldout_forward = np.full(val.heldout_forward.shape, np.nan, dtype=np.float32)
+
+    def join(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None or b is None else np.concatenate([a, b.astype(a.dtype)], axis=0)
+
+    return TrialSet(
+        *(
+            join(getattr(fit, k), getattr(hidden, k))
+            for k in ("heldin", "heldout", "heldin_forward", "heldout_forward", "behavior")
+        )
+    )
+
+
 @torch.no_grad()
 def predict(
     model: torch.nn.Module,

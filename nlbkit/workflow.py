@@ -23,7 +23,7 @@ from nlbkit.models.smoothing import SmoothingBaseline
 from nlbkit.paths import tensors_path
 from nlbkit.runs import MODELS, RunDir, create_run, rates_dict, run_name, write_json, write_rates
 from nlbkit.scoring import score_rates
-from nlbkit.training import Trainer, predict, resolve_device, seed_everything, split_validation
+from nlbkit.training import Trainer, add_heldin_of, predict, resolve_device, seed_everything, split_validation
 from nlbkit.training_data import PhaseData, load_phase_data
 
 ModelFactory = Callable[[RunConfig, int, int, int], torch.nn.Module]
@@ -142,6 +142,8 @@ def _fit_torch(
     seed_everything(tc.seed)
     net = model_factory(cfg, data.n_heldin, data.n_heldout, data.n_forward)
     fit, val = split_validation(data.fit, tc.val_fraction, tc.seed)
+    if val is not None and tc.fit_val_heldin:
+        fit = add_heldin_of(fit, val)
     if hasattr(net, "set_baseline_rates"):
         mean_counts = torch.as_tensor(np.nan_to_num(np.nanmean(fit.target(), axis=(0, 1))))
         net.set_baseline_rates(mean_counts)

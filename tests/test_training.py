@@ -8,7 +8,8 @@ import torch
 
 from nlbkit.errors import NlbkitError
 from nlbkit.runs import RATE_KEYS
-from nlbkit.training import ramp
+from nlbkit.training import add_heldin_of, ramp
+from nlbkit.training_data import TrialSet
 from nlbkit.workflow import build_langevin, predict_file, train_run
 from tests.training_fixtures import N_IN, N_OUT, F, T, tiny_config, write_prepared, write_train_only
 
@@ -46,7 +47,9 @@ def test_train_writes_every_run_file(tensors, tmp_path):
         assert path.exists(), path
     info = json.loads(run.run_json.read_text())
     assert {"dataset", "bin_ms", "phase", "model", "seed", "tensors", "created"} <= set(info)
-    assert json.loads(run.config_json.read_text())["model"]["hidden"] == 8
+    saved = json.loads(run.config_json.read_text())
+    assert saved["model"]["hidden"] == 8
+    assert saved["model"]["bins_per_step"] == 4  # auto, resolved for 5 ms bins and saved as such
     assert [int(r["epoch"]) for r in _log(run)] == [1, 2, 3]
     with h5py.File(run.rates_h5) as h5:
         group = h5["mc_maze_small"]
@@ -243,3 +246,26 @@ def test_cli_train_and_predict(tensors, tmp_path, nlbkit_cli):
     assert (tmp_path / "p.h5").exists()
     missing = nlbkit_cli("train", "mc_maze_small", "--data-dir", tmp_path / "nowhere", check=False)
     assert missing.returncode == 1 and "tensor file not found" in missing.stderr
+
+
+def test_validation_trials_train_through_their_heldin_only():
+    rng = np.random.default_rng(0)
+
+    def trials(n: int) -> TrialSet:
+        return TrialSet(
+            *(
+                rng.poisson(1.0, (n, b, k)).astype(np.float32)
+                for b, k in ((T, N_IN), (T, N_OUT), (F, N_IN), (F, N_OUT), (T, 2))
+            )
+        )
+
+    fit, val = trials(5), trials(3)
+    both = add_heldin_of(fit, val)
+    assert len(both) == 8
+    np.testing.assert_array_equal(both.heldin, np.concatenate([fit.heldin, val.heldin]))
+    np.testing.assert_array_equal(both.heldin_forward[5:], val.heldin_forward)
+    np.testing.assert_array_equal(both.heldout[:5], fit.heldout)
+    assert np.isnan(both.heldout[5:]).all() and np.isnan(both.heldout_forward[5:]).all()
+    assert not np.isnan(val.heldout).any()  # the validation set itself keeps its targets
+    target = both.target()
+    assert np.isnan(target[5:, :, N_IN:]).all() and not np.isnan(target[:, :, :N_IN]).any()
