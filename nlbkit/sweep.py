@@ -23,6 +23,7 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -310,7 +311,10 @@ def run_sweep(opts: SweepOptions) -> SweepResult:
     started = start_ray(opts.address, opts.cpus)
     try:
         tuner = _tuner(opts, space, cfg, context, experiment)
-        grid = tuner.fit()
+        with warnings.catch_warnings():
+            # Actor reuse needs a class trainable; a trial here restarts from its checkpoint instead.
+            warnings.filterwarnings("ignore", message=".*reuse_actors.*", category=UserWarning)
+            grid = tuner.fit()
     finally:
         if started:
             import ray
@@ -354,7 +358,8 @@ def _tuner(opts: SweepOptions, space: SearchSpace, cfg: RunConfig, context: Tria
             storage_path=str(experiment.parent),
             verbose=opts.verbose,
             progress_reporter=progress_reporter(space),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            # PBT exploits a donor's latest checkpoint: keep a few, so none vanishes under it.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=4 if opts.scheduler == "pbt" else 2),
         ),
     )
 

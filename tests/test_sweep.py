@@ -1,0 +1,153 @@
+import csv
+import json
+
+import pytest
+import torch
+
+from nlbkit.config import build_config, to_dict
+from nlbkit.datasets import DATASET_NAMES
+from nlbkit.errors import NlbkitError
+from nlbkit.runs import RunDir
+from nlbkit.sweep import SweepOptions, base_config, restore_checkpoint, run_sweep, trial_config
+from nlbkit.sweep_space import load_space, param_space, pbt_mutations
+from tests.synth_run_fixtures import synth_tensors, tiny_run
+from tests.training_fixtures import write_prepared
+
+TINY = (
+    "model.ff_dim=16",
+    "model.prediction_samples=2",
+    "train.batch_size=8",
+    "train.val_samples=2",
+    "train.kl_ramp_epochs=2",
+    "train.device=cpu",
+    "smoothing.max_iter=50",
+)
+TINY_SPACE = {
+    "fixed": {"train.val_every": 1, "train.compare_smoothing": False},
+    "space": {
+        "model.hidden": {"choice": [8, 16]},
+        "model.channels": {"choice": [2, 4]},
+        "train.lr": {"loguniform": [1e-3, 1e-2]},
+        "model.dropout": {"uniform": [0.0, 0.2]},
+    },
+    "pbt_mutations": ["train.lr", "model.dropout"],
+    "asha": {"grace_period": 2, "reduction_factor": 2},
+    "pbt": {"perturbation_interval": 2},
+}
+
+
+def _space_file(tmp_path, content) -> str:
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps(content))
+    return str(path)
+
+
+@pytest.mark.parametrize("dataset", DATASET_NAMES)
+def test_every_dataset_has_a_valid_default_space(dataset):
+    space = load_space(dataset)
+    keys = set(space.keys())
+    # latent size, oscillator channels, coupling width, damping, KL weight, dropouts, learning rate
+    assert {"model.hidden", "model.channels", "model.kernel_taps", "model.damping", "train.kl_max",
+            "model.dropout", "model.cd_rate", "train.lr"} <= keys
+    nested = param_space(space)
+    assert set(nested) == {"model", "train"} and "hidden" in nested["model"]
+    assert set(pbt_mutations(space)["train"]) <= {"lr", "kl_max", "weight_decay", "grad_clip"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"space": {}}, "non-empty 'space'"),
+        ({"space": {"train.lr": {"normal": [0, 1]}}}, "unknown distribution 'normal'"),
+        ({"space": {"train.lr": {"uniform": [1, 0]}}}, "low < high"),
+        ({"space": {"train.lrate": {"uniform": [0, 1]}}}, "unknown config key 'train.lrate'"),
+        ({"space": {"model.hidden": {"choice": [8.5]}}}, "integer"),
+        ({"space": {"model.hidden": {"choice": [8]}}, "pbt_mutations": ["model.hidden"]}, "PBT cannot"),
+        (
+            {"space": {"train.lr": {"uniform": [0.1, 1]}}, "pbt_mutations": ["model.dropout"]},
+            "not in 'space'",
+        ),
+    ],
+)
+def test_bad_space_files_are_refused_with_the_file_named(tmp_path, content, message):
+    path = _space_file(tmp_path, content)
+    with pytest.raises(NlbkitError, match=message) as info:
+        load_space("mc_maze_small", path)
+    assert str(tmp_path) in str(info.value)
+
+
+def test_base_config_layers_fixed_values_then_set_then_max_epochs(tmp_path):
+    space = load_space("mc_maze_small", _space_file(tmp_path, TINY_SPACE))
+    opts = SweepOptions("mc_maze_small", overrides=("train.val_every=3",), max_epochs=7)
+    cfg = base_config(opts, space)
+    assert cfg.train.val_every == 3 and cfg.train.epochs == 7 and cfg.train.compare_smoothing is False
+    trial = trial_config(to_dict(cfg), {"model": {"hidden": 16}, "train": {"lr": 0.005}})
+    assert trial.model.hidden == 16 and trial.train.lr == 0.005 and trial.train.epochs == 7
+
+
+def test_restore_checkpoint_gives_a_copied_optimiser_the_trials_learning_rate(tmp_path):
+    tensors = write_prepared(tmp_path / "data" / "mc_maze_small" / "tensors_5ms.h5")
+    donor = tiny_run(tensors, tmp_path / "runs", "donor", "train.lr=0.002").run
+    folder = tmp_path / "ckpt"
+    for name in ("checkpoints/last.pt", "checkpoints/best.pt", "metrics.csv", "config.json"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes((donor.path / name).read_bytes())
+    target = RunDir(tmp_path / "runs" / "exploiter")
+    cfg = build_config("mc_maze_small", overrides=["train.lr=0.0005"])
+    restore_checkpoint(folder, target, cfg)
+    state = torch.load(target.last_ckpt, weights_only=False)
+    assert [g["lr"] for g in state["optimizer"]["param_groups"]] == [0.0005]
+    assert target.best_ckpt.exists() and target.metrics_csv.read_text() == donor.metrics_csv.read_text()
+    # Same learning rate (a plain resume): the saved optimiser, with its schedule, is left alone.
+    same = RunDir(tmp_path / "runs" / "resumed")
+    restore_checkpoint(folder, same, build_config("mc_maze_small", overrides=["train.lr=0.002"]))
+    assert same.last_ckpt.read_bytes() == donor.last_ckpt.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return synth_tensors(tmp_path_factory.mktemp("sweep") / "data")
+
+
+@pytest.mark.slow
+def test_tiny_asha_sweep_on_a_local_ray_instance_and_its_resume(synth, tmp_path):
+    opts = SweepOptions(
+        "mc_maze_small", samples=2, scheduler="asha", cpus=2, from_tensors=synth, run_root=tmp_path,
+        space_file=_space_file(tmp_path, TINY_SPACE), overrides=TINY, max_epochs=3, verbose=0,
+    )
+    result = run_sweep(opts)
+    assert result.path == tmp_path / "mc_maze_small_5ms_sweep"
+    assert len(result.rows) == 2 and {r["status"] for r in result.rows} <= {"finished", "stopped"}
+    assert result.rows[0]["best_val_co_bps"] >= result.rows[1]["best_val_co_bps"]
+    for row in result.rows:
+        run = RunDir(next((result.path / "trials").glob(f"*_{row['trial']}")))
+        cfg = run.config()
+        assert cfg.model.hidden == row["model.hidden"] and cfg.train.lr == pytest.approx(row["train.lr"])
+        with open(run.metrics_csv, newline="") as handle:
+            assert 1 <= len(list(csv.DictReader(handle))) <= 3
+        if row["status"] == "finished":
+            assert run.rates_h5.exists() and run.scores()["co-bps"] == pytest.approx(row["eval_co_bps"])
+    finished = [r for r in result.rows if r["status"] == "finished"]
+    assert finished, "at least the first trial at each ASHA rung goes on"
+    best = build_config("mc_maze_small", result.best_config)
+    assert best.model.hidden == result.rows[0]["model.hidden"]
+    assert best.train.compare_smoothing is True and best.train.val_every == 5  # search-only values undone
+    assert (result.path / "results.csv").exists()
+    again = run_sweep(opts)  # a finished sweep resumes to the same trials, none added
+    assert sorted(r["trial"] for r in again.rows) == sorted(r["trial"] for r in result.rows)
+    assert len(list((result.path / "trials").iterdir())) == 2
+
+
+@pytest.mark.slow
+def test_tiny_pbt_sweep_runs_through_checkpoints(synth, tmp_path):
+    opts = SweepOptions(
+        "mc_maze_small", samples=2, scheduler="pbt", cpus=2, from_tensors=synth, run_root=tmp_path,
+        name="pbt", space_file=_space_file(tmp_path, TINY_SPACE), overrides=TINY, max_epochs=4,
+        verbose=0,
+    )
+    result = run_sweep(opts)
+    assert len(result.rows) == 2 and all(r["status"] == "finished" for r in result.rows)
+    for row in result.rows:
+        run = RunDir(next((result.path / "trials").glob(f"*_{row['trial']}")))
+        assert run.rates_h5.exists() and run.scores() is not None
+    assert result.best_config is not None and result.best_config.exists()
