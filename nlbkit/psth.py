@@ -4,8 +4,12 @@ nlb_tools smooths the whole session at 1 ms with a normalised Gaussian of `6 * k
 (`signal.convolve(..., 'same')`, each observed stretch on its own when a unit has gaps), sums
 `bin_ms` samples per bin, cuts each condition's trials with the PSTH window, drops trials shorter
 than 0.8 of the mean, averages per bin relative to the align time and trims to the shortest
-trial. Here the same numbers are computed per trial window: only the spikes within a kernel width
-of each window are binned and smoothed.
+trial. Here the same numbers are computed from the spikes within a kernel width of each window:
+
+- a window observed over all of that reach (the usual case) needs no per-trial smoothing: the
+  binned, smoothed values are one linear map of its 1 ms spike counts, so the spikes of all
+  trials of a condition with the same window shape are counted together and mapped once;
+- the other windows are smoothed one by one at 1 ms (FFT), each observed stretch on its own.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from nlbkit.nwb import Session, UnitGroup, observed_at
 from nlbkit.windows import Windows
 
 _CELLS = 1 << 21  # 1 ms samples (trials x units x FFT length) smoothed at once
-_PAIRS = 1 << 21  # (spike, bin) contributions added at once
 
 
 def gaussian_kernel(kern_sd_ms: float) -> np.ndarray:
@@ -98,9 +101,9 @@ def _smooth(x: np.ndarray, usable: np.ndarray, smoother: _Smoother) -> np.ndarra
     return y
 
 
-def _smoothed_partial(session: Session, group: UnitGroup, first: np.ndarray, smoother: _Smoother,
-                      length: int, bin_ms: int) -> np.ndarray:
-    """`smoothed_bins` of windows that touch unobserved samples: 1 ms FFT smoothing, masked."""
+def _smoothed_chunk(session: Session, group: UnitGroup, first: np.ndarray, smoother: _Smoother,
+                    length: int, bin_ms: int) -> np.ndarray:
+    """`smoothed_bins` of a few windows: 1 ms FFT smoothing, masked where unobserved."""
     lo = first * bin_ms - smoother.left
     window = slice(smoother.left, smoother.left + smoother.span)
     samples = lo[:, None] + np.arange(smoother.width)
@@ -115,75 +118,111 @@ def _smoothed_partial(session: Session, group: UnitGroup, first: np.ndarray, smo
     return binned.transpose(0, 2, 1)
 
 
-@functools.lru_cache(maxsize=8)
-def _bin_weights(kernel: tuple[float, ...], bin_ms: int) -> tuple[np.ndarray, np.ndarray]:
-    """What one spike adds to nearby bins once smoothed ('same' mode) and summed per bin.
-
-    Returns `(back, table)`: a spike `p` samples after the start of its bin adds `table[p, k]` to
-    the bin `back[k]` bins before its own (negative: after). Sample `T` gets `kernel[T - S + c]`
-    from a spike in sample `S`, `c = (len(kernel) - 1) // 2`.
-    """
-    kernel = np.array(kernel)
-    m = len(kernel)
-    c = (m - 1) // 2
-    back = np.arange(-((m - 1 - c + bin_ms - 1) // bin_ms), (c + bin_ms - 1) // bin_ms + 1)
-    table = np.zeros((bin_ms, len(back)))
-    for p in range(bin_ms):
-        for k, t in enumerate(back):
-            d = c - p - t * bin_ms  # kernel index of the bin's first sample
-            a, b = max(d, 0), min(d + bin_ms, m)
-            if b > a:
-                table[p, k] = kernel[a:b].sum()
-    return back, table
-
-
-def _smoothed_full(group: UnitGroup, first: np.ndarray, smoother: _Smoother, length: int, bin_ms: int,
-                   weights: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """`smoothed_bins` of windows whose every sample within a kernel width is observed.
-
-    Then smoothing and binning are one linear map of the spikes: each spike adds a row of `table`
-    to the bins its kernel reaches, so the work grows with the spikes, not with the samples.
-    Bins reached outside the window land in margins that are cut off, so no pair is masked.
-    """
-    back, table = weights
-    n, n_units = len(first), group.n_units
-    # bins (from the window start) the spikes of the reach fall in, and those they reach
-    lowest = -((smoother.left + bin_ms - 1) // bin_ms)
-    highest = (smoother.width - 1 - smoother.left) // bin_ms
-    before = int(back.max()) - lowest
-    padded = before + max(length, highest - int(back.min()) + 1)
-    window, unit, offset = group.gather(first * bin_ms - smoother.left, smoother.width)
-    # the spike's bin (from the window start, shifted by the margin) and its sample within it
-    holding, phase = np.divmod(offset - smoother.left, bin_ms)
-    spike_cell = ((window * padded + holding + before) * n_units + unit).astype(np.int64)
-    flat = spike_cell[:, None] - back[None, :] * n_units
-    values = np.bincount(flat.ravel(), weights=table[phase].ravel(), minlength=n * padded * n_units)
-    return values.reshape(n, padded, n_units)[:, before : before + length]
-
-
 def smoothed_bins(
     session: Session, group: UnitGroup, windows: Windows, length: int, bin_ms: int, kernel: np.ndarray
 ) -> np.ndarray:
-    """Smoothed, resampled spikes `(trials, length, units)` for bins `first_bin[i] + j`."""
+    """Smoothed, resampled spikes `(trials, length, units)` for bins `first_bin[i] + j` (NaN where
+    a bin's first sample is unobserved)."""
     smoother = _Smoother(kernel, length * bin_ms)
-    weights = _bin_weights(tuple(kernel), bin_ms)
     first_bin = windows.first_bin.astype(np.int64)
-    lo = first_bin * bin_ms - smoother.left
-    full = _fully_observed(group.observed, lo, lo + smoother.width, session.n_samples)
     out = np.empty((len(first_bin), length, group.n_units))
-    # trials per chunk: bounds the (spike, bin) pairs of one path and the 1 ms rows of the other
-    density = len(group.keys) / max(1, group.stride)  # spikes per ms, all units
-    pairs = density * smoother.width * len(weights[0])
-    full_step = max(1, int(_PAIRS / max(pairs, 1.0)))
-    partial_step = max(1, _CELLS // max(1, group.n_units * smoother.nfft))
-    for rows, step in ((np.flatnonzero(full), full_step), (np.flatnonzero(~full), partial_step)):
-        for s in range(0, len(rows), step):
-            part = rows[s : s + step]
-            if full[part[0]]:
-                out[part] = _smoothed_full(group, first_bin[part], smoother, length, bin_ms, weights)
-            else:
-                out[part] = _smoothed_partial(session, group, first_bin[part], smoother, length, bin_ms)
+    step = max(1, _CELLS // max(1, group.n_units * smoother.nfft))
+    for s in range(0, len(first_bin), step):
+        first = first_bin[s : s + step]
+        out[s : s + step] = _smoothed_chunk(session, group, first, smoother, length, bin_ms)
     return out
+
+
+def condition_mean(
+    session: Session, groups: list[UnitGroup], windows: Windows, bin_ms: int, kernel: np.ndarray
+) -> np.ndarray:
+    """Mean smoothed, resampled spikes of a condition's trials per bin relative to the align bin.
+
+    As nlb_tools averages: bin `j` of trial `i` has the key `first_bin[i] + j - align_bin[i]`;
+    each key's mean skips NaN; the result has a row per key any trial covers (in key order) and
+    the units of all `groups` side by side: `(keys, units)`.
+    """
+    key_lo = (windows.first_bin - windows.align_bin).astype(np.int64)
+    lengths = windows.n_bins.astype(np.int64)
+    k_min = int(key_lo.min())
+    n_keys = int((key_lo + lengths).max()) - k_min
+    n_units = sum(g.n_units for g in groups)
+    sums, counts = np.zeros((n_keys, n_units)), np.zeros((n_keys, n_units))
+    seen = np.zeros(n_keys, dtype=bool)
+    for k, n in zip(key_lo - k_min, lengths, strict=True):
+        seen[k : k + n] = True
+    left = len(kernel) - 1 - (len(kernel) - 1) // 2
+    lo = windows.first_bin.astype(np.int64) * bin_ms - left
+    summed: dict[int, list] = {}  # window length -> [(spike counts, first key, columns)]
+    col = 0
+    for group in groups:
+        cols = slice(col, col + group.n_units)
+        full = _fully_observed(group.observed, lo, lo + lengths * bin_ms + len(kernel) - 1, session.n_samples)
+        shapes = np.stack([key_lo, lengths], axis=1)[full]
+        for k, n in np.unique(shapes, axis=0):  # trials whose windows cover the same keys
+            rows = np.flatnonzero(full & (key_lo == k) & (lengths == n))
+            counts_1ms = _reach_counts(group, lo[rows], int(n) * bin_ms + len(kernel) - 1)
+            summed.setdefault(int(n), []).append((counts_1ms, int(k) - k_min, cols))
+            counts[k - k_min : k - k_min + n, cols] += len(rows)
+        partial = np.flatnonzero(~full)
+        if len(partial):
+            sub = Windows(windows.rows[partial], windows.first_bin[partial], lengths[partial],
+                          windows.align_bin[partial])
+            values = smoothed_bins(session, group, sub, int(lengths[partial].max()), bin_ms, kernel)
+            for i, row in enumerate(partial):
+                k, v = key_lo[row] - k_min, values[i, : lengths[row]]
+                ok = ~np.isnan(v)
+                sums[k : k + len(v), cols] += np.where(ok, v, 0.0)
+                counts[k : k + len(v), cols] += ok
+        col += group.n_units
+    for n, items in summed.items():  # one product per window length, all shapes and groups at once
+        binned = _smooth_and_bin(np.hstack([c for c, _, _ in items]), kernel, bin_ms, n)
+        at = 0
+        for c, k, cols in items:
+            sums[k : k + n, cols] += binned[:, at : at + c.shape[1]]
+            at += c.shape[1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(counts > 0, sums / counts, np.nan)
+    return mean[seen]
+
+
+def _reach_counts(group: UnitGroup, lo: np.ndarray, width: int) -> np.ndarray:
+    """1 ms spike counts `(width, units)` summed over windows, at samples `lo[i] + offset`."""
+    _, unit, offset = group.gather(lo, width)
+    counts = np.bincount(offset * group.n_units + unit, minlength=width * group.n_units)
+    return counts.reshape(width, group.n_units).astype(np.float64)
+
+
+def _smooth_and_bin(counts: np.ndarray, kernel: np.ndarray, bin_ms: int, n_bins: int) -> np.ndarray:
+    """`(n_bins, columns)`: smoothed ('same' mode) and binned values of the window whose reach
+    (the window and `m - 1` samples around it, `m - 1 - (m - 1) // 2` before) holds `counts`.
+
+    A banded matrix product: bin `j` gets the kernel summed over `j * bin_ms + r + m - 1 - o`,
+    `r < bin_ms`, from a spike at reach offset `o`; each block of bins reads only the offsets its
+    kernel reaches.
+    """
+    out = np.empty((n_bins, counts.shape[1]))
+    for rows, offsets, block in _bin_matrix(kernel.tobytes(), bin_ms, n_bins):
+        np.matmul(block, counts[offsets], out=out[rows])
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def _bin_matrix(kernel_bytes: bytes, bin_ms: int, n_bins: int) -> list[tuple[slice, slice, np.ndarray]]:
+    """Blocks `(bins, offsets, matrix)` of the map from reach offsets to smoothed, binned values."""
+    kernel = np.frombuffer(kernel_bytes, dtype=np.float64)
+    m = len(kernel)
+    box = np.convolve(kernel, np.ones(bin_ms))  # box[a + bin_ms - 1] = kernel[a : a + bin_ms].sum()
+    step = max(4, (m + bin_ms) // (2 * bin_ms))  # bins per block: about half the kernel's reach
+    blocks = []
+    for j0 in range(0, n_bins, step):
+        j1 = min(n_bins, j0 + step)
+        o0, o1 = j0 * bin_ms, (j1 - 1) * bin_ms + m + bin_ms - 1  # offsets reaching these bins
+        idx = (np.arange(j0, j1) * bin_ms)[:, None] + (m + bin_ms - 2) - np.arange(o0, o1)[None, :]
+        inside = (idx >= 0) & (idx < len(box))
+        matrix = np.where(inside, box[np.clip(idx, 0, len(box) - 1)], 0.0)
+        blocks.append((slice(j0, j1), slice(o0, o1), matrix))
+    return blocks
 
 
 def _fully_observed(observed: np.ndarray, lo: np.ndarray, hi: np.ndarray, n_samples: int) -> np.ndarray:
@@ -212,28 +251,6 @@ def conditions(trials: dict[str, np.ndarray], fields: tuple[str, ...], keep: np.
     rows = {tuple(col[i].item() if hasattr(col[i], "item") else col[i] for col in columns)
             for i in np.flatnonzero(ok)}
     return sorted(rows)
-
-
-def average_by_align(values: np.ndarray, windows: Windows) -> np.ndarray:
-    """Mean over trials per bin relative to the align bin (NaN skipped), over the keys present."""
-    length = values.shape[1]
-    keys = windows.first_bin[:, None] + np.arange(length) - windows.align_bin[:, None]
-    present = np.arange(length)[None, :] < windows.n_bins[:, None]
-    k_min = keys[present].min()
-    slot = keys - k_min
-    n_slots = keys[present].max() - k_min + 1
-    sums = np.zeros((n_slots, values.shape[2]))
-    counts = np.zeros((n_slots, values.shape[2]))
-    seen = np.zeros(n_slots, dtype=bool)
-    for i in range(len(values)):  # a trial's bins take consecutive slots
-        k, rows = slot[i, 0], values[i, : windows.n_bins[i]]
-        ok = ~np.isnan(rows)
-        sums[k : k + len(rows)] += np.where(ok, rows, 0.0)
-        counts[k : k + len(rows)] += ok
-        seen[k : k + len(rows)] = True
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(counts > 0, sums / counts, np.nan)
-    return mean[seen]
 
 
 def stack_psths(psths: list[np.ndarray], max_len: int, pad: str) -> np.ndarray:

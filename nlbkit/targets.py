@@ -10,12 +10,13 @@ held-in + held-out units)`), `eval_jitter`/`train_jitter` (int64 bins).
 from __future__ import annotations
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from nlbkit.binning import count_spikes, place_jagged
 from nlbkit.datasets import BehaviorSource
 from nlbkit.errors import NlbkitError
 from nlbkit.inputs import Context, behavior, draw_jitter, jittered, stacked, window_params
-from nlbkit.psth import average_by_align, conditions, gaussian_kernel, smoothed_bins, stack_psths
+from nlbkit.psth import condition_mean, conditions, gaussian_kernel, stack_psths
 from nlbkit.windows import Windows
 
 
@@ -85,25 +86,23 @@ def make_psth(ctx: Context, train: np.ndarray, evals: np.ndarray, ignore: np.nda
     train_ids, eval_ids = ids[train & ~np.isnan(align)], ids[evals & ~np.isnan(align)]
     kernel = gaussian_kernel(spec.kern_sd_ms)
     psths, train_idx, eval_idx = [], [], []
-    for comb in conditions(trials, spec.cond_fields, ~ignore):
-        in_cond = np.ones(len(ignore), dtype=bool)
-        for name, value in zip(spec.cond_fields, comb, strict=True):
-            in_cond &= trials[name] == value
-        select = in_cond & ~ignore & ~skip
-        if not select.any():
-            continue
-        w = ctx.windows(select, params)
-        w = _drop_short(w)
-        length = int(w.n_bins.max())
-        values = np.concatenate(
-            [smoothed_bins(s, g, w, length, ctx.bin_ms, kernel) for g in (s.heldin, s.heldout)], axis=2
-        )
-        mean = average_by_align(values, w)
-        min_len = int(w.n_bins.min())
-        psths.append(mean[:min_len] if spec.pad == "back" else mean[-min_len:])
-        kept = ids[w.rows]
-        train_idx.append(np.sort(np.flatnonzero(np.isin(train_ids, kept))))
-        eval_idx.append(np.sort(np.flatnonzero(np.isin(eval_ids, kept))))
+    # many small matrix products: BLAS threads would only contend (with each other and other jobs)
+    with threadpool_limits(limits=1, user_api="blas"):
+        for comb in conditions(trials, spec.cond_fields, ~ignore):
+            in_cond = np.ones(len(ignore), dtype=bool)
+            for name, value in zip(spec.cond_fields, comb, strict=True):
+                in_cond &= trials[name] == value
+            select = in_cond & ~ignore & ~skip
+            if not select.any():
+                continue
+            w = ctx.windows(select, params)
+            w = _drop_short(w)
+            mean = condition_mean(s, [s.heldin, s.heldout], w, ctx.bin_ms, kernel)
+            min_len = int(w.n_bins.min())
+            psths.append(mean[:min_len] if spec.pad == "back" else mean[-min_len:])
+            kept = ids[w.rows]
+            train_idx.append(np.sort(np.flatnonzero(np.isin(train_ids, kept))))
+            eval_idx.append(np.sort(np.flatnonzero(np.isin(eval_ids, kept))))
     if not psths:
         raise NlbkitError(f"{s.path}: no condition has trials for the PSTH")
     if spec.seg_len_ms is None:

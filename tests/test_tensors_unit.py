@@ -235,35 +235,45 @@ def test_psth_smoothing_per_window_equals_session_smoothing():
 
 
 @pytest.mark.parametrize("bin_ms", [5, 20])
-def test_psth_smoothing_of_observed_windows_equals_session_smoothing(bin_ms):
-    """Windows observed a kernel width around take the per-spike route; several units, both bins."""
+def test_condition_mean_equals_mean_of_session_smoothing(bin_ms):
+    """Observed windows are summed per window shape, the others smoothed one by one; both groups,
+    several units, windows of two lengths and align offsets, one reaching before observation."""
     from nlbkit.nwb import Session
-    from nlbkit.psth import _fully_observed, gaussian_kernel, smoothed_bins
+    from nlbkit.psth import _fully_observed, condition_mean, gaussian_kernel
     from nlbkit.windows import Windows
 
     rng = np.random.default_rng(2)
-    n_samples, n_units, length = 6000, 3, 20
+    n_samples = 6000
     observed = np.array([[100, 5000]])
     observed_mask = np.zeros(n_samples, bool)
     observed_mask[100:5000] = True
-    spikes = [np.unique(rng.choice(n_samples, 900)) for _ in range(n_units)]
-    spikes = [s[observed_mask[s]] for s in spikes]
-    group = UnitGroup.from_spikes(np.arange(n_units), spikes, observed, n_samples)
-    session = Session(Path("x.nwb"), n_samples, group, None, {"trial_id": np.arange(4)})
+
+    def group(n_units: int) -> tuple[UnitGroup, list[np.ndarray]]:
+        spikes = [np.unique(rng.choice(n_samples, 900)) for _ in range(n_units)]
+        spikes = [s[observed_mask[s]] for s in spikes]
+        return UnitGroup.from_spikes(np.arange(n_units), spikes, observed, n_samples), spikes
+
+    (heldin, spikes_in), (heldout, spikes_out) = group(3), group(2)
+    session = Session(Path("x.nwb"), n_samples, heldin, heldout, {"trial_id": np.arange(5)})
     kernel = gaussian_kernel(40)
-    first = np.array([300, 100, 180, 40]) * 5 // bin_ms  # the last reaches before the observed range
-    windows = Windows(np.arange(4), first, np.full(4, length), first)
+    first = np.array([300, 100, 180, 40, 400]) * 5 // bin_ms  # the 4th reaches before observation
+    lengths = np.array([20, 20, 20, 20, 18])
+    align = first + np.array([4, 4, 5, 4, 4])
+    windows = Windows(np.arange(5), first, lengths, align)
     lo = first * bin_ms - (len(kernel) - 1 - (len(kernel) - 1) // 2)
-    assert _fully_observed(observed, lo, lo + length * bin_ms + len(kernel) - 1, n_samples).tolist() == [
-        True, True, True, False]
-    ours = smoothed_bins(session, group, windows, length, bin_ms, kernel)
-    for u in range(n_units):
-        counts = np.bincount(spikes[u], minlength=n_samples)
-        expected = _nlb_smoothed_session(counts, observed_mask, kernel, bin_ms)
-        for i, f in enumerate(first):
-            want = expected[f : f + length]
-            np.testing.assert_array_equal(np.isnan(ours[i, :, u]), np.isnan(want))
-            np.testing.assert_allclose(ours[i, :, u], want, rtol=1e-10, atol=1e-12, equal_nan=True)
+    full = _fully_observed(observed, lo, lo + lengths * bin_ms + len(kernel) - 1, n_samples)
+    assert full.tolist() == [True, True, True, False, True]
+    ours = condition_mean(session, [heldin, heldout], windows, bin_ms, kernel)
+    keys = np.arange((first - align).min(), (first + lengths - align).max())
+    assert ours.shape == (len(keys), 5)
+    for u, spikes in enumerate(spikes_in + spikes_out):
+        counts = np.bincount(spikes, minlength=n_samples)
+        smooth = _nlb_smoothed_session(counts, observed_mask, kernel, bin_ms)
+        per_key = [[smooth[f + j] for f, a, n in zip(first, align, lengths, strict=True)
+                    for j in range(n) if f + j - a == k] for k in keys]
+        expected = np.array([np.nanmean(v) if not np.all(np.isnan(v)) else np.nan for v in per_key])
+        np.testing.assert_array_equal(np.isnan(ours[:, u]), np.isnan(expected))
+        np.testing.assert_allclose(ours[:, u], expected, rtol=1e-10, atol=1e-12, equal_nan=True)
 
 
 def test_counts_of_several_units_in_overlapping_windows():
