@@ -53,8 +53,10 @@ def run_latents(
 ) -> Latents:
     """Mean latent trajectory over `n_samples` stochastic passes.
 
-    heldin: (trials, T, N_in) held-in spike counts. which: 'z' (positions), 'v' (velocities) or
-    'h' (encoder states). Seeded by the run's seed, so repeated calls agree.
+    heldin: (trials, T, N_in) held-in spike counts. which: 'z' (positions), 'v' (velocities),
+    'h' (encoder states) or 'state': [z, v, h] side by side, what the decoder reads (z alone
+    moves little within a trial at small step sizes; the state is what the rates follow).
+    Seeded by the run's seed, so repeated calls agree.
     """
     run = RunDir(Path(run_dir))
     net = load_network(run, device)
@@ -66,9 +68,11 @@ def run_latents(
         total = None
         for _ in range(n_samples):
             latents = net(batch).latents
-            if which not in latents:
+            names = [n for n in ("z", "v", "h") if n in latents] if which == "state" else [which]
+            if not set(names) <= set(latents):
                 raise NlbkitError(f"{run.path}: the model has no '{which}' latents (has {sorted(latents)})")
-            total = latents[which] if total is None else total + latents[which]
+            value = torch.cat([latents[n] for n in names], dim=-1)
+            total = value if total is None else total + value
         parts.append((total / n_samples).float().cpu().numpy())
     n_bins = x.shape[1]
     k = int(getattr(net, "bins_per_step", 1))

@@ -79,14 +79,14 @@ def condition_labels(data: ReportData, n_trials: int) -> tuple[np.ndarray, str]:
 
 
 def latent_trajectories(data: ReportData):
-    """The first principal components of the inferred latent positions z, coloured by condition."""
+    """The first principal components of the inferred latent state, coloured by condition."""
     from nlbkit.latents import principal_components, run_latents
 
     if data.model != "langevin":
         raise Skip(f"a {data.model} run has no latent states")
     if data.eval_trials is None:
         raise Skip("the run's tensor file is missing, so there are no spikes to infer latents from")
-    latents = run_latents(data.run.path, data.eval_trials.heldin)
+    latents = run_latents(data.run.path, data.eval_trials.heldin, which="state")
     n_obs = latents.n_observed
     pcs, ratios = principal_components(latents.values[:, :n_obs], 3)
     labels, meaning = condition_labels(data, pcs.shape[0])
@@ -101,7 +101,7 @@ def latent_trajectories(data: ReportData):
         axes[0].plot(pcs[trial, 0, 0], pcs[trial, 0, 1], "o", color=color, ms=3)
         axes[1].plot(t, pcs[trial, :, 0], color=color, lw=0.8, alpha=0.8)
     axes[0].set(xlabel=f"PC1 ({ratios[0]:.0%})", ylabel=f"PC2 ({ratios[1]:.0%})",
-                title="latent positions z, eval trials (dot: start)")
+                title="latent state [z, v, h], eval trials (dot: start)")
     axes[1].set(xlabel="time in window (ms)", ylabel="PC1",
                 title=f"PC1 over time (one model step = {latents.step_ms:g} ms)")
     fig.suptitle(f"{data.run.path.name}: inferred latents, coloured by {meaning}")
