@@ -171,12 +171,16 @@ def summarise(rows: list[Measurement], work: Path, bin_ms: int, mem_cap_gb: floa
         "sessions": _session_sizes(work, sorted({r.size for r in rows}, key=Fraction)),
         "runs": [asdict(r) for r in rows],
     }
+    result["ratios"] = {
+        size: {"speedup": ok[("nlb_tools", size)].wall_s / ok[("nlbkit", size)].wall_s,
+               "memory_ratio": ok[("nlb_tools", size)].peak_rss_mb / ok[("nlbkit", size)].peak_rss_mb}
+        for size in both
+    }
     if both:
         size = max(both, key=Fraction)
-        a, b = ok[("nlbkit", size)], ok[("nlb_tools", size)]
         result["largest_common_size"] = size
-        result["speedup"] = b.wall_s / a.wall_s
-        result["memory_ratio"] = b.peak_rss_mb / a.peak_rss_mb
+        result["speedup"] = result["ratios"][size]["speedup"]
+        result["memory_ratio"] = result["ratios"][size]["memory_ratio"]
     return result
 
 
@@ -204,13 +208,38 @@ def _fmt(r: Measurement) -> str:
 
 
 def table(result: dict) -> str:
+    """Both tools side by side, one row per size, with nlb_tools' time and memory over nlbkit's."""
+    runs = {(r["tool"], r["size"]): Measurement(**r) for r in result["runs"]}
+    ratios = result.get("ratios", {})
     lines = [f"prepare benchmark, mc_maze-sized generated session, {result['bin_ms']} ms bins",
-             "tool      size        wall        peak RSS  status"]
-    lines += [_fmt(Measurement(**r)) for r in result["runs"]]
+             f"{'size':>5s}  {'nlbkit wall':>11s} {'peak RSS':>9s}  {'nlb_tools wall':>15s} {'peak RSS':>9s}"
+             f"  {'speedup':>7s} {'memory':>7s}"]
+    for size in sorted({r["size"] for r in result["runs"]}, key=Fraction):
+        ours, theirs = runs.get(("nlbkit", size)), runs.get(("nlb_tools", size))
+        ratio = ratios.get(size)
+        lines.append(
+            f"{size:>5s}  {_cell(ours, 11)} {_rss(ours)}  {_cell(theirs, 15)} {_rss(theirs)}  "
+            + (f"{ratio['speedup']:6.1f}x {ratio['memory_ratio']:6.1f}x" if ratio else "")
+        )
     if "speedup" in result:
         lines.append(f"largest size both ran: {result['largest_common_size']} of the session: nlbkit "
                      f"{result['speedup']:.1f}x faster, {result['memory_ratio']:.1f}x less peak memory")
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+_SHORT_STATUS = {"killed: memory cap": "killed (memory)", "killed: time limit": "killed (time)"}
+
+
+def _cell(m: Measurement | None, width: int) -> str:
+    if m is None:
+        return f"{'not run':>{width}s}"
+    if m.wall_s is None:
+        return f"{_SHORT_STATUS.get(m.status, m.status):>{width}s}"
+    return f"{m.wall_s:>{width - 2}.1f} s"
+
+
+def _rss(m: Measurement | None) -> str:
+    return f"{m.peak_rss_mb:>6.0f} MB" if m is not None and m.peak_rss_mb is not None else f"{'':9s}"
 
 
 def write_json(result: dict, path: Path) -> Path:

@@ -39,3 +39,22 @@ def test_ratios_are_taken_on_the_largest_size_both_finish(tmp_path, monkeypatch)
     assert result["largest_common_size"] == "1/4"
     assert result["speedup"] == 50.0 and result["memory_ratio"] == 30.0
     assert "50.0x faster" in table(result)
+
+
+def test_table_sets_both_tools_side_by_side_with_ratios_per_size(tmp_path, monkeypatch):
+    import nlbkit.bench as bench
+
+    monkeypatch.setattr(bench, "_session_sizes", lambda work, sizes: {})
+    rows = [
+        Measurement("nlbkit", "1/8", 2.0, 100.0, "ok"),
+        Measurement("nlbkit", "1/4", 4.0, 200.0, "ok"),
+        Measurement("nlb_tools", "1/8", 90.0, 5000.0, "ok"),
+        Measurement("nlb_tools", "1/4", None, 12500.0, "killed: memory cap"),
+    ]
+    result = summarise(rows, tmp_path, 5, 12.0, 60.0)
+    assert set(result["ratios"]) == {"1/8"} and result["ratios"]["1/8"]["speedup"] == 45.0
+    lines = table(result).splitlines()
+    row_8 = next(line for line in lines if line.lstrip().startswith("1/8"))
+    row_4 = next(line for line in lines if line.lstrip().startswith("1/4"))
+    assert row_8.split()[1:] == ["2.0", "s", "100", "MB", "90.0", "s", "5000", "MB", "45.0x", "50.0x"]
+    assert "killed (memory)" in row_4 and "x" not in row_4.split("MB")[-1]
