@@ -1,5 +1,7 @@
 """Hyper-parameter sweeps of LangevinFlow on Ray Tune, each trial an ordinary training run.
 
+Results tables and best configurations are written by `nlbkit.sweep_results`.
+
 Layout of a sweep directory `<run root>/<name>/`:
 
     sweep.json          what was swept: dataset, bin, scheduler, space file, the base configuration
@@ -24,7 +26,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +46,13 @@ from nlbkit.datasets import check_bin, get_spec
 from nlbkit.errors import NlbkitError
 from nlbkit.paths import atomic_path, tensors_path
 from nlbkit.runs import RunDir, run_name, write_json
+from nlbkit.sweep_results import RANK_METRIC, SweepResult, write_results
 from nlbkit.sweep_space import SearchSpace, load_space, param_space, pbt_mutations, short_name
 
 METRIC = "val_co_bps"  # the latest validation co-bps: what the schedulers act on
-RANK_METRIC = "best_co_bps"  # the best validation co-bps so far: what trials are ranked by
 SCHEDULERS = ("asha", "pbt")
 CKPT_FILES = ("checkpoints/last.pt", "checkpoints/best.pt", "metrics.csv", "config.json")
 REPORTED = ("epoch", "val_co_bps", "best_co_bps", "loss", "nll", "kl", "val_nll", "lr")
-N_BEST = 3
 
 
 @dataclass
@@ -91,13 +92,6 @@ class TrialContext:
     tensors: str
     trials_root: str
     base: dict[str, Any]  # the base run configuration (to_dict)
-
-
-@dataclass
-class SweepResult:
-    path: Path
-    rows: list[dict[str, Any]] = field(default_factory=list)  # best first
-    best_config: Path | None = None
 
 
 # --- inside a trial (runs in a Ray worker) ------------------------------------------------------
@@ -383,94 +377,3 @@ def _check_same_sweep(sweep_dir: Path, opts: SweepOptions, space: SearchSpace) -
         raise NlbkitError(
             f"{sweep_dir}: resuming a sweep of {', '.join(differ)}; pass --restart or another --name"
         )
-
-
-# --- results ------------------------------------------------------------------------------------
-def _status(result) -> str:
-    if result.error is not None:
-        return "error"
-    return "finished" if (result.metrics or {}).get("finished") == 1 else "stopped"
-
-
-def summarize(grid, space: SearchSpace) -> list[dict[str, Any]]:
-    """One row per trial, best validation co-bps first."""
-    rows = []
-    for result in grid:
-        metrics = result.metrics or {}
-        values = flatten(result.config or {})
-        trial_id = metrics.get("trial_id") or Path(result.path).name
-        row = {
-            "trial": trial_id,
-            "status": _status(result),
-            "epochs": metrics.get("epoch", 0),
-            "best_val_co_bps": metrics.get(RANK_METRIC, math.nan),
-            "eval_co_bps": metrics.get("eval_co_bps", math.nan),
-            "eval_vel_r2": metrics.get("eval_vel_r2", math.nan),
-            "eval_psth_r2": metrics.get("eval_psth_r2", math.nan),
-            "eval_fp_bps": metrics.get("eval_fp_bps", math.nan),
-            **{key: values.get(key) for key in space.keys()},
-        }
-        rows.append(row)
-
-    def rank(row: dict[str, Any]) -> float:
-        value = row["best_val_co_bps"]
-        return -math.inf if value is None or math.isnan(value) else value
-
-    return sorted(rows, key=rank, reverse=True)
-
-
-def trial_run_dir(trials_root: Path, trial: str) -> Path | None:
-    found = sorted(trials_root.glob(f"*_{trial}"))
-    return found[0] if found else None
-
-
-def write_results(sweep_dir: Path, grid, space: SearchSpace, plain: RunConfig) -> SweepResult:
-    """results.csv, best_config.json and best_configs/rank<k>_<trial>.json.
-
-    `plain` is the configuration without the space's fixed values (dataset defaults, --config,
-    --set): the best configurations get those keys back from it, since the fixed values serve the
-    search (validation every epoch, no baseline fit), not the model.
-    """
-    rows = summarize(grid, space)
-    result = SweepResult(path=sweep_dir, rows=rows)
-    if not rows:
-        return result
-    with atomic_path(sweep_dir / "results.csv") as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    ranked = [r for r in rows if not math.isnan(r["best_val_co_bps"])]
-    for index, row in enumerate(ranked[:N_BEST], start=1):
-        run_dir = trial_run_dir(sweep_dir / "trials", row["trial"])
-        if run_dir is None or not (run_dir / "config.json").exists():
-            continue
-        data = flatten(to_dict(RunDir(run_dir).config()))
-        plain_values = flatten(to_dict(plain))
-        data.update({key: plain_values[key] for key in space.fixed})
-        data = to_dict(from_dict(data))
-        write_json(sweep_dir / "best_configs" / f"rank{index}_{row['trial']}.json", data)
-        if index == 1:
-            write_json(sweep_dir / "best_config.json", data)
-            result.best_config = sweep_dir / "best_config.json"
-    return result
-
-
-def format_rows(rows: list[dict[str, Any]], limit: int = 10) -> str:
-    """The trials as a plain-text table, best first."""
-    if not rows:
-        return "no trials"
-    columns = list(rows[0])
-    names = [short_name(c) if "." in c else c for c in columns]
-
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return "-" if math.isnan(value) else f"{value:.4g}"
-        return "-" if value is None else str(value)
-
-    body = [[cell(r[c]) for c in columns] for r in rows[:limit]]
-    widths = [max(len(x) for x in col) for col in zip(names, *body, strict=False)]
-    lines = ["  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in body]
-    if len(rows) > limit:
-        lines.append(f"... {len(rows) - limit} more in results.csv")
-    return "\n".join(lines)

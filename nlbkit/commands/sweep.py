@@ -56,7 +56,8 @@ def command(dataset, samples, scheduler, address, cpus, cpus_per_trial, gpus_per
       nlbkit sweep mc_maze_small --scheduler pbt --samples 8
       nlbkit sweep mc_maze --address auto --gpus-per-trial 0.5 --samples 64
     """
-    from nlbkit.sweep import SweepOptions, format_rows, run_sweep
+    from nlbkit.sweep import SweepOptions, run_sweep
+    from nlbkit.sweep_results import format_rows
 
     opts = SweepOptions(
         dataset=dataset, bin_ms=int(bin_ms), samples=samples, scheduler=scheduler, address=address,
@@ -68,6 +69,8 @@ def command(dataset, samples, scheduler, address, cpus, cpus_per_trial, gpus_per
     click.echo(f"sweep: {opts.sweep_dir()}")
     result = run_sweep(opts)
     click.echo(format_rows(result.rows))
+    if result.unfinished:
+        click.echo(f"interrupted: {result.unfinished} trial(s) unfinished; run the same command to resume")
     if result.best_config is not None:
         click.echo(f"best configuration: {result.best_config}")
         click.echo(f"reuse it: nlbkit train {dataset} --bin-ms {bin_ms} --config {result.best_config}")

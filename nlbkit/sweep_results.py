@@ -1,0 +1,116 @@
+"""The results of a sweep: one row per trial, `results.csv`, the best configurations, a table."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nlbkit.config import RunConfig, flatten, from_dict, to_dict
+from nlbkit.paths import atomic_path
+from nlbkit.runs import RunDir, write_json
+from nlbkit.sweep_space import SearchSpace, short_name
+
+RANK_METRIC = "best_co_bps"  # the best validation co-bps so far: what trials are ranked by
+N_BEST = 3
+
+
+@dataclass
+class SweepResult:
+    path: Path
+    rows: list[dict[str, Any]] = field(default_factory=list)  # best first
+    best_config: Path | None = None
+    unfinished: int = 0  # trials neither ended nor failed: the sweep was interrupted
+
+
+def _status(result) -> str:
+    if result.error is not None:
+        return "error"
+    return "finished" if (result.metrics or {}).get("finished") == 1 else "stopped"
+
+
+def summarize(grid, space: SearchSpace) -> list[dict[str, Any]]:
+    """One row per trial, best validation co-bps first."""
+    rows = []
+    for result in grid:
+        metrics = result.metrics or {}
+        values = flatten(result.config or {})
+        trial_id = metrics.get("trial_id") or Path(result.path).name
+        row = {
+            "trial": trial_id,
+            "status": _status(result),
+            "epochs": metrics.get("epoch", 0),
+            "best_val_co_bps": metrics.get(RANK_METRIC, math.nan),
+            "eval_co_bps": metrics.get("eval_co_bps", math.nan),
+            "eval_vel_r2": metrics.get("eval_vel_r2", math.nan),
+            "eval_psth_r2": metrics.get("eval_psth_r2", math.nan),
+            "eval_fp_bps": metrics.get("eval_fp_bps", math.nan),
+            **{key: values.get(key) for key in space.keys()},
+        }
+        rows.append(row)
+
+    def rank(row: dict[str, Any]) -> float:
+        value = row["best_val_co_bps"]
+        return -math.inf if value is None or math.isnan(value) else value
+
+    return sorted(rows, key=rank, reverse=True)
+
+
+def trial_run_dir(trials_root: Path, trial: str) -> Path | None:
+    found = sorted(trials_root.glob(f"*_{trial}"))
+    return found[0] if found else None
+
+
+def write_results(sweep_dir: Path, grid, space: SearchSpace, plain: RunConfig) -> SweepResult:
+    """results.csv, best_config.json and best_configs/rank<k>_<trial>.json.
+
+    `plain` is the configuration without the space's fixed values (dataset defaults, --config,
+    --set): the best configurations get those keys back from it, since the fixed values serve the
+    search (validation every epoch, no baseline fit), not the model.
+    """
+    rows = summarize(grid, space)
+    unfinished = len(grid) - grid.num_terminated - grid.num_errors
+    result = SweepResult(path=sweep_dir, rows=rows, unfinished=unfinished)
+    if not rows:
+        return result
+    with atomic_path(sweep_dir / "results.csv") as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    ranked = [r for r in rows if not math.isnan(r["best_val_co_bps"])]
+    for index, row in enumerate(ranked[:N_BEST], start=1):
+        run_dir = trial_run_dir(sweep_dir / "trials", row["trial"])
+        if run_dir is None or not (run_dir / "config.json").exists():
+            continue
+        data = flatten(to_dict(RunDir(run_dir).config()))
+        plain_values = flatten(to_dict(plain))
+        data.update({key: plain_values[key] for key in space.fixed})
+        data = to_dict(from_dict(data))
+        write_json(sweep_dir / "best_configs" / f"rank{index}_{row['trial']}.json", data)
+        if index == 1:
+            write_json(sweep_dir / "best_config.json", data)
+            result.best_config = sweep_dir / "best_config.json"
+    return result
+
+
+def format_rows(rows: list[dict[str, Any]], limit: int = 10) -> str:
+    """The trials as a plain-text table, best first."""
+    if not rows:
+        return "no trials"
+    columns = list(rows[0])
+    names = [short_name(c) if "." in c else c for c in columns]
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return "-" if math.isnan(value) else f"{value:.4g}"
+        return "-" if value is None else str(value)
+
+    body = [[cell(r[c]) for c in columns] for r in rows[:limit]]
+    widths = [max(len(x) for x in col) for col in zip(names, *body, strict=False)]
+    lines = ["  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in body]
+    if len(rows) > limit:
+        lines.append(f"... {len(rows) - limit} more in results.csv")
+    return "\n".join(lines)
