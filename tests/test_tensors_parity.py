@@ -166,6 +166,19 @@ def test_prepare_writes_what_build_returns(generated):
                 np.testing.assert_array_equal(loaded[group][key], value)
 
 
+def test_compressed_file_holds_the_same_arrays(generated):
+    root, _ = generated
+    plain = load_tensors(prepare("mc_maze_small", 20, root, progress=False))
+    path = prepare("mc_maze_small", 20, root, progress=False, compress=True)
+    with h5py.File(path, "r") as f:
+        assert f["trainval/train_spikes_heldin"].compression == "lzf"
+    packed = load_tensors(path)
+    for group, arrays in plain.items():
+        for key, value in arrays.items():
+            if value.dtype != object:
+                np.testing.assert_array_equal(packed[group][key], value, err_msg=f"{group}/{key}")
+
+
 @pytest.fixture(scope="session")
 def reference_real(shared_data, run_reference, tmp_path_factory):
     out = tmp_path_factory.mktemp("tensors_real_ref") / "ref.h5"
