@@ -19,7 +19,7 @@ def load_network(run: RunDir, device: str = "cpu") -> torch.nn.Module:
 
     info, cfg = run.info(), run.config()
     if info.get("model") != "langevin":
-        raise NlbkitError(f"{run.path}: a {info.get('model')} run has no latent states")
+        raise NlbkitError(f"{run.path}: {info.get('model')} runs have no latent states")
     path = run.best_ckpt if run.best_ckpt.exists() else run.last_ckpt
     if not path.exists():
         raise NlbkitError(f"{run.path}: no checkpoint (checkpoints/best.pt or last.pt)")

@@ -32,7 +32,7 @@ def _column(rows: list[dict[str, str]], key: str) -> np.ndarray:
 def training_curves(data: ReportData):
     """Loss, NLL and validation NLL; validation co-bps; KL weight and learning rate, per epoch."""
     if not data.metrics:
-        raise Skip(f"no metrics.csv (a {data.model} run has no training log)")
+        raise Skip(f"no metrics.csv ({data.model} runs have no training log)")
     rows = data.metrics
     epoch = _column(rows, "epoch")
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -83,7 +83,7 @@ def latent_trajectories(data: ReportData):
     from nlbkit.latents import principal_components, run_latents
 
     if data.model != "langevin":
-        raise Skip(f"a {data.model} run has no latent states")
+        raise Skip(f"{data.model} runs have no latent states")
     if data.eval_trials is None:
         raise Skip("the run's tensor file is missing, so there are no spikes to infer latents from")
     latents = run_latents(data.run.path, data.eval_trials.heldin, which="state")
