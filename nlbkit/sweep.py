@@ -308,14 +308,14 @@ def run_sweep(opts: SweepOptions) -> SweepResult:
         with warnings.catch_warnings():
             # Actor reuse needs a class trainable; a trial here restarts from its checkpoint instead.
             warnings.filterwarnings("ignore", message=".*reuse_actors.*", category=UserWarning)
-            grid = tuner.fit()
+            tuner.fit()
     finally:
         if started:
             import ray
 
             ray.shutdown()
     plain = build_config(opts.dataset, opts.config_file, opts.overrides)
-    return write_results(sweep_dir, grid, space, plain)
+    return write_results(sweep_dir, experiment, space, plain)
 
 
 def _tuner(opts: SweepOptions, space: SearchSpace, cfg: RunConfig, context: TrialContext, experiment: Path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,22 +26,37 @@ class SweepResult:
     unfinished: int = 0  # trials neither ended nor failed: the sweep was interrupted
 
 
-def _status(result) -> str:
-    if result.error is not None:
+def _status(trial) -> str:
+    """finished (wrote its rates), stopped (by the scheduler), error, or unfinished (interrupted)."""
+    if trial.status == "ERROR":
         return "error"
-    return "finished" if (result.metrics or {}).get("finished") == 1 else "stopped"
+    if trial.status != "TERMINATED":
+        return "unfinished"
+    return "finished" if (trial.last_result or {}).get("finished") == 1 else "stopped"
 
 
-def summarize(grid, space: SearchSpace) -> list[dict[str, Any]]:
+def saved_trials(experiment: Path) -> list:
+    """The trials of a Tune experiment as last saved (statuses, configs, last results)."""
+    from ray.tune import ExperimentAnalysis
+
+    tune_logger = logging.getLogger("ray.tune")
+    level = tune_logger.level
+    tune_logger.setLevel(logging.ERROR)  # pending trials have no results yet: not worth a warning
+    try:
+        return list(ExperimentAnalysis(str(experiment)).trials)
+    finally:
+        tune_logger.setLevel(level)
+
+
+def summarize(trials: list, space: SearchSpace) -> list[dict[str, Any]]:
     """One row per trial, best validation co-bps first."""
     rows = []
-    for result in grid:
-        metrics = result.metrics or {}
-        values = flatten(result.config or {})
-        trial_id = metrics.get("trial_id") or Path(result.path).name
+    for trial in trials:
+        metrics = trial.last_result or {}
+        values = flatten(trial.config or {})
         row = {
-            "trial": trial_id,
-            "status": _status(result),
+            "trial": trial.trial_id,
+            "status": _status(trial),
             "epochs": metrics.get("epoch", 0),
             "best_val_co_bps": metrics.get(RANK_METRIC, math.nan),
             "eval_co_bps": metrics.get("eval_co_bps", math.nan),
@@ -63,15 +79,15 @@ def trial_run_dir(trials_root: Path, trial: str) -> Path | None:
     return found[0] if found else None
 
 
-def write_results(sweep_dir: Path, grid, space: SearchSpace, plain: RunConfig) -> SweepResult:
+def write_results(sweep_dir: Path, experiment: Path, space: SearchSpace, plain: RunConfig) -> SweepResult:
     """results.csv, best_config.json and best_configs/rank<k>_<trial>.json.
 
     `plain` is the configuration without the space's fixed values (dataset defaults, --config,
     --set): the best configurations get those keys back from it, since the fixed values serve the
     search (validation every epoch, no baseline fit), not the model.
     """
-    rows = summarize(grid, space)
-    unfinished = len(grid) - grid.num_terminated - grid.num_errors
+    rows = summarize(saved_trials(experiment), space)
+    unfinished = sum(row["status"] == "unfinished" for row in rows)
     result = SweepResult(path=sweep_dir, rows=rows, unfinished=unfinished)
     if not rows:
         return result
