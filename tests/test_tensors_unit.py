@@ -300,3 +300,13 @@ def test_fir_decimation_equals_scipy_bit_for_bit(q, n, dtype):
     got = decimate_fir(x, q)
     assert got.dtype == expected.dtype
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("sd", [40, 50, 70])
+def test_gaussian_kernel_is_scipys_normalised_window(sd):
+    from scipy import signal
+
+    from nlbkit.psth import gaussian_kernel
+
+    window = signal.windows.gaussian(int(6 * sd), sd, sym=True)
+    np.testing.assert_array_equal(gaussian_kernel(sd), window / np.sum(window))
