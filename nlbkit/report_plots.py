@@ -15,6 +15,7 @@ N_NEURONS = 4
 N_TRIALS = 3
 N_CONDITIONS = 8
 SMOOTH_SD_MS = 40.0
+N_SECTORS = 8  # reach directions, when no condition list colours the trials
 
 
 def _hz(data: ReportData) -> float:
@@ -71,11 +72,21 @@ def condition_labels(data: ReportData, n_trials: int) -> tuple[np.ndarray, str]:
         return labels, "condition"
     behavior = data.eval_trials.behavior if data.eval_trials is not None else None
     if behavior is not None and behavior.shape[-1] >= 2:
-        # No condition list (held-out train trials): bin the reach direction into 8 sectors.
+        # No condition list (held-out train trials): bin the reach direction into sectors.
         mean = np.nanmean(behavior[..., :2], axis=1)
         angle = np.arctan2(mean[:, 1], mean[:, 0])
-        return ((angle + math.pi) / (2 * math.pi) * 8).astype(int) % 8, "reach direction (8 sectors)"
+        sector = ((angle + math.pi) / (2 * math.pi) * N_SECTORS).astype(int) % N_SECTORS
+        return sector, f"reach direction ({N_SECTORS} sectors)"
     return labels, "no conditions known"
+
+
+def label_color(label: int, meaning: str):
+    """One colour per condition (tab10), around the colour wheel for reach directions, grey for none."""
+    if label < 0:
+        return "0.6"
+    if meaning.startswith("reach"):
+        return plt.get_cmap("hsv")(label / N_SECTORS)
+    return f"C{label % 10}"
 
 
 def latent_trajectories(data: ReportData):
@@ -90,13 +101,10 @@ def latent_trajectories(data: ReportData):
     n_obs = latents.n_observed
     pcs, ratios = principal_components(latents.values[:, :n_obs], 3)
     labels, meaning = condition_labels(data, pcs.shape[0])
-    colors = plt.get_cmap("hsv" if meaning.startswith("reach") else "tab10")
-    n_colors = max(int(labels.max()) + 1, 1)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     t = latents.times_ms()[:n_obs]
     for trial, label in enumerate(labels):
-        shade = label / n_colors if meaning.startswith("reach") else label % 10
-        color = "0.6" if label < 0 else colors(shade)
+        color = label_color(label, meaning)
         axes[0].plot(pcs[trial, :, 0], pcs[trial, :, 1], color=color, lw=0.8, alpha=0.8)
         axes[0].plot(pcs[trial, 0, 0], pcs[trial, 0, 1], "o", color=color, ms=3)
         axes[1].plot(t, pcs[trial, :, 0], color=color, lw=0.8, alpha=0.8)
@@ -210,7 +218,7 @@ def decoded_velocity(data: ReportData):
                       xlabel="time in window (ms)")
     labels, meaning = condition_labels(data, eval_y.shape[0])
     for trial in range(eval_y.shape[0]):
-        color = "0.6" if labels[trial] < 0 else f"C{labels[trial] % 10}"
+        color = label_color(labels[trial], meaning)
         true_path = np.nancumsum(eval_y[trial, :, :2], axis=0)
         axes[-1].plot(*true_path.T, "--", color=color, lw=0.8)
         axes[-1].plot(*np.cumsum(np.where(valid[trial, :, None], decoded[trial, :, :2], 0), axis=0).T,
