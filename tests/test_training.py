@@ -269,3 +269,16 @@ def test_validation_trials_train_through_their_heldin_only():
     assert not np.isnan(val.heldout).any()  # the validation set itself keeps its targets
     target = both.target()
     assert np.isnan(target[5:, :, N_IN:]).all() and not np.isnan(target[:, :, :N_IN]).any()
+
+
+def test_no_checkpoint_is_chosen_during_the_kl_warm_up(tensors, tmp_path, monkeypatch):
+    from nlbkit.training import Trainer
+
+    scores = iter([0.9, 0.8, 0.1, 0.3, 0.2, 0.1])  # a validation peak inside the warm-up
+    monkeypatch.setattr(Trainer, "_validate", lambda self, kl_weight: (1.0, next(scores)))
+    cfg = tiny_config("train.epochs=6", "train.kl_ramp_epochs=3", "train.patience=2")
+    out = train_run("mc_maze_small", cfg, from_tensors=tensors, run_root=tmp_path / "runs", progress=False)
+    log = _log(out.run)
+    assert [float(r["best_co_bps"]) for r in log[2:]] == [0.1, 0.3, 0.3, 0.3]
+    assert torch.load(out.run.best_ckpt, weights_only=False)["epoch"] == 4
+    assert out.epochs == 6  # patience counts from the best epoch, not from the warm-up peak
