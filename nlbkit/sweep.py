@@ -248,6 +248,21 @@ def make_scheduler(kind: str, space: SearchSpace, max_epochs: int):
     raise NlbkitError(f"unknown scheduler '{kind}': use one of {', '.join(SCHEDULERS)}")
 
 
+def check_local_resources(opts: SweepOptions) -> None:
+    """On a local instance, a trial asking for more than the machine has would wait forever."""
+    if opts.address:
+        return
+    cpus = opts.cpus or os.cpu_count() or 1
+    if opts.cpus_per_trial > cpus:
+        raise NlbkitError(f"--cpus-per-trial {opts.cpus_per_trial} exceeds the local instance's {cpus} CPUs")
+    gpus = torch.cuda.device_count()
+    if opts.gpus_per_trial > gpus:
+        raise NlbkitError(
+            f"--gpus-per-trial {opts.gpus_per_trial}, but torch sees {gpus} GPU(s) here; "
+            "use --address for a cluster with GPUs"
+        )
+
+
 def start_ray(address: str | None, cpus: int | None) -> bool:
     """Connect to `address`, or start a quiet local instance; True if this call started Ray."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the compact CLIReporter table
@@ -297,6 +312,7 @@ def run_sweep(opts: SweepOptions) -> SweepResult:
     tensors = Path(opts.from_tensors or tensors_path(opts.dataset, opts.bin_ms, opts.data_dir)).absolute()
     if not tensors.exists():
         raise NlbkitError(f"{tensors}: tensor file not found (run `nlbkit prepare` first, or --from-tensors)")
+    check_local_resources(opts)
     sweep_dir = opts.sweep_dir()
     experiment = sweep_dir / "tune"
     if opts.restart and sweep_dir.exists():

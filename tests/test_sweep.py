@@ -85,6 +85,18 @@ def test_base_config_layers_fixed_values_then_set_then_max_epochs(tmp_path):
     assert trial.model.hidden == 16 and trial.train.lr == 0.005 and trial.train.epochs == 7
 
 
+def test_a_local_sweep_asking_for_more_than_the_machine_has_is_refused(tmp_path):
+    tensors = write_prepared(tmp_path / "data" / "mc_maze_small" / "tensors_5ms.h5")
+    with pytest.raises(NlbkitError, match="exceeds"):
+        run_sweep(SweepOptions("mc_maze_small", cpus=1, cpus_per_trial=2, from_tensors=tensors,
+                               run_root=tmp_path))
+    if not torch.cuda.is_available():
+        with pytest.raises(NlbkitError, match="GPU"):
+            run_sweep(SweepOptions("mc_maze_small", gpus_per_trial=1, from_tensors=tensors,
+                                   run_root=tmp_path))
+    assert not (tmp_path / "mc_maze_small_5ms_sweep").exists()
+
+
 def test_restore_checkpoint_gives_a_copied_optimiser_the_trials_learning_rate(tmp_path):
     tensors = write_prepared(tmp_path / "data" / "mc_maze_small" / "tensors_5ms.h5")
     donor = tiny_run(tensors, tmp_path / "runs", "donor", "train.lr=0.002").run
