@@ -73,4 +73,6 @@ def command(dataset, samples, scheduler, address, cpus, cpus_per_trial, gpus_per
         click.echo(f"interrupted: {result.unfinished} trial(s) unfinished; run the same command to resume")
     if result.best_config is not None:
         click.echo(f"best configuration: {result.best_config}")
-        click.echo(f"reuse it: nlbkit train {dataset} --bin-ms {bin_ms} --config {result.best_config}")
+        source = f" --from-tensors {from_tensors}" if from_tensors else ""
+        click.echo(f"reuse it: nlbkit train {dataset} --bin-ms {bin_ms}{source} "
+                   f"--config {result.best_config}")
