@@ -136,8 +136,8 @@ def _number(text: str) -> float:
 class EpochReporter:
     """The per-epoch callback of a trial: reports each validated epoch to Tune with a checkpoint.
 
-    The last epoch is not reported from inside training: a scheduler may stop a trial at any
-    report, and the last one must come after the run has written its rates and scores.
+    The last epoch is not reported: a scheduler may stop a trial at any report, and the run must
+    go on to write its rates and scores. Results are read back from the run directories.
     """
 
     def __init__(self, run: RunDir, last_epoch: int) -> None:
@@ -169,11 +169,6 @@ class EpochReporter:
             tune.report(dict(metrics), checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
-def metric_key(name: str) -> str:
-    """'co-bps' -> 'eval_co_bps', 'vel R2' -> 'eval_vel_r2' (Tune's metric names are plain)."""
-    return "eval_" + name.lower().replace("-", "_").replace(" ", "_")
-
-
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     """One trial: train a run directory under the sweep's `trials/`, reporting every validated epoch."""
     from ray import tune
@@ -203,10 +198,9 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         progress=False,
         on_epoch=reporter,
     )
-    final = dict(reporter.last) or {key: math.nan for key in REPORTED}
-    final.update({metric_key(name): value for name, value in outcome.scores.items()})
-    final["finished"] = 1
-    reporter.report(final)
+    # No report after the last epoch: the run's files (metrics.csv, scores.json) hold it, and a
+    # scheduler acting on a last report would only restart a trial that has ended.
+    del outcome
 
 
 # --- the driver ---------------------------------------------------------------------------------
@@ -244,6 +238,9 @@ def make_scheduler(kind: str, space: SearchSpace, max_epochs: int):
             perturbation_interval=max(1, interval),
             hyperparam_mutations=pbt_mutations(space),
             quantile_fraction=float(space.pbt.get("quantile_fraction", 0.25)),
+            # Generations, as AutoLFADS: every trial reaches the interval, then the bottom quantile
+            # copies the top one; deterministic where asynchronous exploits depend on timing.
+            synch=True,
         )
     raise NlbkitError(f"unknown scheduler '{kind}': use one of {', '.join(SCHEDULERS)}")
 
@@ -291,7 +288,7 @@ def progress_reporter(space: SearchSpace):
 
     return tune.CLIReporter(
         metric_columns={
-            "epoch": "epoch", METRIC: "val co-bps", RANK_METRIC: "best", "eval_co_bps": "eval co-bps"
+            "epoch": "epoch", METRIC: "val co-bps", RANK_METRIC: "best"
         },
         parameter_columns={key.replace(".", "/"): short_name(key) for key in space.keys()},
         max_report_frequency=30,

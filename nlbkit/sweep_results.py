@@ -16,6 +16,12 @@ from nlbkit.sweep_space import SearchSpace, short_name
 
 RANK_METRIC = "best_co_bps"  # the best validation co-bps so far: what trials are ranked by
 N_BEST = 3
+EVAL_METRICS = ("co-bps", "vel R2", "psth R2", "fp-bps")  # the run's local scores, in the table
+
+
+def metric_key(name: str) -> str:
+    """'co-bps' -> 'eval_co_bps', 'vel R2' -> 'eval_vel_r2' (plain column names)."""
+    return "eval_" + name.lower().replace("-", "_").replace(" ", "_")
 
 
 @dataclass
@@ -26,13 +32,23 @@ class SweepResult:
     unfinished: int = 0  # trials neither ended nor failed: the sweep was interrupted
 
 
-def _status(trial) -> str:
+def _status(trial, run: RunDir | None) -> str:
     """finished (wrote its rates), stopped (by the scheduler), error, or unfinished (interrupted)."""
     if trial.status == "ERROR":
         return "error"
     if trial.status != "TERMINATED":
         return "unfinished"
-    return "finished" if (trial.last_result or {}).get("finished") == 1 else "stopped"
+    return "finished" if run is not None and run.rates_h5.exists() else "stopped"
+
+
+def _run_log(run: RunDir | None) -> tuple[int, float]:
+    """(epochs logged, best validation co-bps) from a trial's metrics.csv."""
+    if run is None or not run.metrics_csv.exists():
+        return 0, math.nan
+    with open(run.metrics_csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    values = [float(r["val_co_bps"]) for r in rows if r.get("val_co_bps", "") != ""]
+    return len(rows), max(values) if values else math.nan
 
 
 def saved_trials(experiment: Path) -> list:
@@ -48,21 +64,21 @@ def saved_trials(experiment: Path) -> list:
         tune_logger.setLevel(level)
 
 
-def summarize(trials: list, space: SearchSpace) -> list[dict[str, Any]]:
-    """One row per trial, best validation co-bps first."""
+def summarize(trials: list, space: SearchSpace, trials_root: Path) -> list[dict[str, Any]]:
+    """One row per trial, best validation co-bps first, read from the trials' run directories."""
     rows = []
     for trial in trials:
-        metrics = trial.last_result or {}
+        found = trial_run_dir(trials_root, trial.trial_id)
+        run = RunDir(found) if found is not None else None
+        epochs, best = _run_log(run)
+        scores = (run.scores() if run is not None else None) or {}
         values = flatten(trial.config or {})
         row = {
             "trial": trial.trial_id,
-            "status": _status(trial),
-            "epochs": metrics.get("epoch", 0),
-            "best_val_co_bps": metrics.get(RANK_METRIC, math.nan),
-            "eval_co_bps": metrics.get("eval_co_bps", math.nan),
-            "eval_vel_r2": metrics.get("eval_vel_r2", math.nan),
-            "eval_psth_r2": metrics.get("eval_psth_r2", math.nan),
-            "eval_fp_bps": metrics.get("eval_fp_bps", math.nan),
+            "status": _status(trial, run),
+            "epochs": epochs,
+            "best_val_co_bps": best,
+            **{metric_key(name): scores.get(name, math.nan) for name in EVAL_METRICS},
             **{key: values.get(key) for key in space.keys()},
         }
         rows.append(row)
@@ -86,7 +102,7 @@ def write_results(sweep_dir: Path, experiment: Path, space: SearchSpace, plain: 
     --set): the best configurations get those keys back from it, since the fixed values serve the
     search (validation every epoch, no baseline fit), not the model.
     """
-    rows = summarize(saved_trials(experiment), space)
+    rows = summarize(saved_trials(experiment), space, sweep_dir / "trials")
     unfinished = sum(row["status"] == "unfinished" for row in rows)
     result = SweepResult(path=sweep_dir, rows=rows, unfinished=unfinished)
     if not rows:

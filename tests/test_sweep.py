@@ -159,7 +159,17 @@ def test_tiny_pbt_sweep_runs_through_checkpoints(synth, tmp_path):
     )
     result = run_sweep(opts)
     assert len(result.rows) == 2 and all(r["status"] == "finished" for r in result.rows)
+    learning_rates = []
     for row in result.rows:
         run = RunDir(next((result.path / "trials").glob(f"*_{row['trial']}")))
-        assert run.rates_h5.exists() and run.scores() is not None
+        assert run.rates_h5.exists() and run.scores()["co-bps"] == pytest.approx(row["eval_co_bps"])
+        with open(run.metrics_csv, newline="") as handle:
+            log = list(csv.DictReader(handle))
+        assert [int(r["epoch"]) for r in log] == [1, 2, 3, 4]
+        learning_rates.append([float(r["lr"]) for r in log])
+    # Synchronous PBT at epoch 2: the worse trial continued from the better one's checkpoint (its
+    # log's first two epochs) with a perturbed learning rate (the last two).
+    exploited = [lrs for lrs in learning_rates if lrs[1] != lrs[2]]
+    assert len(exploited) == 1 and exploited[0][:2] in [other[:2] for other in learning_rates if other is not
+                                                         exploited[0]]
     assert result.best_config is not None and result.best_config.exists()
