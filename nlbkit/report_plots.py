@@ -159,7 +159,8 @@ def psths(data: ReportData):
     if "psth" not in targets or "eval_cond_idx" not in targets:
         raise Skip("no PSTH targets (only in val-phase runs of datasets scored on psth R2)")
     rates = np.concatenate([data.rates["eval_rates_heldin"], data.rates["eval_rates_heldout"]], axis=2)
-    predicted = condition_psths(rates, targets["eval_cond_idx"])
+    # dmfc_rsg's eval trials are jittered in time: undone before averaging, as psth R2 does.
+    predicted = condition_psths(rates, targets["eval_cond_idx"], targets.get("eval_jitter"))
     true = targets["psth"]
     n_heldout = data.rates["eval_rates_heldout"].shape[2]
     activity = np.nanmean(true[:, :, data.n_heldin:], axis=(0, 1))
@@ -190,6 +191,8 @@ def decoded_velocity(data: ReportData):
     from nlbkit.metrics import RIDGE_ALPHAS
 
     targets = data.targets or {}
+    if data.dataset == "dmfc_rsg":
+        raise Skip("dmfc_rsg's behaviour is not decoded (it is scored by tp corr)")
     if "eval_behavior" not in targets or "train_behavior" not in targets:
         raise Skip("no behaviour targets (test phase, or a dataset without behaviour)")
     if "train_rates_heldin" not in data.rates:
