@@ -15,18 +15,12 @@ from nlbkit.training import resolve_device, seed_everything
 
 def load_network(run: RunDir, device: str = "cpu") -> torch.nn.Module:
     """The run's model with the weights of its best checkpoint (its last when there is no best)."""
-    from nlbkit.workflow import build_langevin
+    from nlbkit import workflow
 
     info, cfg = run.info(), run.config()
     if info.get("model") != "langevin":
         raise NlbkitError(f"{run.path}: {info.get('model')} runs have no latent states")
-    path = run.best_ckpt if run.best_ckpt.exists() else run.last_ckpt
-    if not path.exists():
-        raise NlbkitError(f"{run.path}: no checkpoint (checkpoints/best.pt or last.pt)")
-    torch_device = resolve_device(device)
-    net = build_langevin(cfg, info["n_heldin"], info["n_heldout"], info["n_forward"]).to(torch_device)
-    net.load_state_dict(torch.load(path, map_location=torch_device, weights_only=False)["model"])
-    return net.eval()
+    return workflow.load_network(run, info, cfg, resolve_device(device))
 
 
 @dataclass

@@ -243,12 +243,25 @@ def _load_model(
         if not run.smoothing_weights.exists():
             raise NlbkitError(f"{run.smoothing_weights}: fitted baseline missing")
         return SmoothingBaseline.load(run.smoothing_weights).predict_rates
-    path = run.best_ckpt if run.best_ckpt.exists() else run.last_ckpt
-    if not path.exists():
-        raise NlbkitError(f"{run.path}: no checkpoint (checkpoints/best.pt or last.pt)")
     torch_device = resolve_device(device)
-    net = model_factory(cfg, info["n_heldin"], info["n_heldout"], info["n_forward"]).to(torch_device)
-    net.load_state_dict(torch.load(path, map_location=torch_device, weights_only=False)["model"])
+    net = load_network(run, info, cfg, torch_device, model_factory)
     samples, batch = cfg.model.prediction_samples, cfg.train.batch_size
     seed_everything(cfg.train.seed)
     return lambda heldin: predict(net, heldin, samples, batch, torch_device)
+
+
+def load_network(
+    run: RunDir,
+    info: dict,
+    cfg: RunConfig,
+    device: torch.device,
+    model_factory: ModelFactory = build_langevin,
+) -> torch.nn.Module:
+    """The run's network with the weights of its best checkpoint (its last when there is no best),
+    in eval mode on `device`."""
+    path = run.best_ckpt if run.best_ckpt.exists() else run.last_ckpt
+    if not path.exists():
+        raise NlbkitError(f"{run.path}: no checkpoint (checkpoints/best.pt or last.pt)")
+    net = model_factory(cfg, info["n_heldin"], info["n_heldout"], info["n_forward"]).to(device)
+    net.load_state_dict(torch.load(path, map_location=device, weights_only=False)["model"])
+    return net.eval()
