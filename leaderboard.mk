@@ -5,7 +5,7 @@
 #   make leaderboard-val    the same in phase val, ending with the local scores table
 #
 # DATASETS="mc_maze_small mc_maze_medium" BINS="5" narrow it; SYNTH=1 generates the data
-# (`nlbkit synth`, SYNTH_SCALE=small|full) instead of downloading it; TRAIN_ARGS="--epochs 20"
+# (`nlbkit synth`, SYNTH_SCALE=small|full) instead of downloading it; TRAIN_ARGS="--epochs 20 --quiet"
 # goes to every `nlbkit train`; MODEL picks the model of the submission (langevin|smoothing).
 
 DATASETS    ?= mc_maze mc_rtt area2_bump dmfc_rsg mc_maze_large mc_maze_medium mc_maze_small
@@ -41,7 +41,7 @@ define train_run # dataset, bin, phase
 	elif [ -f $$run/checkpoints/last.pt ]; then flag=--resume; \
 	elif [ -d $$run ]; then flag=--overwrite; else flag=; fi; \
 	cmd="$(NLBKIT) train $(1) --model $(MODEL) --bin-ms $(2) --phase $(3) --data-dir $(DATA) \
-	     --run-dir $(RUNS) --quiet $(TRAIN_ARGS) $$flag"; \
+	     --run-dir $(RUNS) $(TRAIN_ARGS) $$flag"; \
 	echo $$cmd; $$cmd
 endef
 
