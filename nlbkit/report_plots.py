@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -185,12 +184,9 @@ def psths(data: ReportData):
 
 def decoded_velocity(data: ReportData):
     """Hand velocity decoded from the rates (ridge, fitted on the train trials) against the true one."""
-    from scipy.linalg import LinAlgWarning
-    from sklearn.linear_model import Ridge
     from sklearn.metrics import r2_score
-    from sklearn.model_selection import GridSearchCV
 
-    from nlbkit.metrics import RIDGE_ALPHAS
+    from nlbkit.metrics import fit_ridge_decoder
 
     targets = data.targets or {}
     if data.dataset == "dmfc_rsg":
@@ -207,11 +203,9 @@ def decoded_velocity(data: ReportData):
     train_x, eval_x = stack("train"), stack("eval")
     train_y, eval_y = targets["train_behavior"], targets["eval_behavior"]
     keep = ~np.isnan(train_y.reshape(-1, train_y.shape[2])[:, 0])
-    decoder = GridSearchCV(Ridge(), {"alpha": RIDGE_ALPHAS})
-    with warnings.catch_warnings():
-        # The smallest alphas of the grid meet nearly collinear rates; cross-validation rejects them.
-        warnings.filterwarnings("ignore", category=LinAlgWarning)
-        decoder.fit(train_x.reshape(-1, train_x.shape[2])[keep], train_y.reshape(-1, train_y.shape[2])[keep])
+    decoder = fit_ridge_decoder(
+        train_x.reshape(-1, train_x.shape[2])[keep], train_y.reshape(-1, train_y.shape[2])[keep]
+    )
     decoded = decoder.predict(eval_x.reshape(-1, eval_x.shape[2])).reshape(*eval_x.shape[:2], -1)
     valid = ~np.isnan(eval_y[..., 0])
     r2 = r2_score(eval_y[valid], decoded[valid])
