@@ -171,31 +171,18 @@ def load_test_target(targets_file: str | os.PathLike, group: str) -> dict[str, n
     return read_h5_groups(targets_file, [group])[group]
 
 
-HOLDOUT_KEYS = {
-    "eval_spikes_heldout": "train_spikes_heldout",
-    "eval_spikes_heldin_forward": "train_spikes_heldin_forward",
-    "eval_spikes_heldout_forward": "train_spikes_heldout_forward",
-}
-
-
 def holdout_target(tensors_file: str | os.PathLike, eval_index: Sequence[int]) -> dict[str, np.ndarray]:
     """The eval targets of a run that held out train trials `eval_index` of a train-only tensor file
-    (nlb_tools' `*_train_<bin>ms.h5` layout): their held-out and forward spikes, and behaviour with
-    the kept trials' behaviour as the decoder's training set."""
+    (nlb_tools' `*_train_<bin>ms.h5` layout), as training built them."""
+    from nlbkit.training_data import holdout_targets, train_trials
+
     with _open_h5(tensors_file) as h5:
-        missing = [k for k in HOLDOUT_KEYS.values() if k not in h5]
-        if missing:
-            raise NlbkitError(f"{tensors_file}: '{missing[0]}' missing, cannot rebuild held-out targets")
-        n_trials = h5["train_spikes_heldout"].shape[0]
-        held = np.asarray(eval_index, dtype=int)
-        if held.size == 0 or held.min() < 0 or held.max() >= n_trials:
-            raise NlbkitError(f"{tensors_file}: held-out trial indices do not fit its {n_trials} trials")
-        kept = np.setdiff1d(np.arange(n_trials), held)
-        target = {key: h5[source][()][held] for key, source in HOLDOUT_KEYS.items()}
-        if "train_behavior" in h5:
-            behavior = h5["train_behavior"][()]
-            target["train_behavior"], target["eval_behavior"] = behavior[kept], behavior[held]
-    return target
+        every = train_trials(h5, Path(tensors_file))
+    held = np.asarray(eval_index, dtype=int)
+    if held.size == 0 or held.min() < 0 or held.max() >= len(every):
+        raise NlbkitError(f"{tensors_file}: held-out trial indices do not fit its {len(every)} trials")
+    kept = np.setdiff1d(np.arange(len(every)), held)
+    return holdout_targets(every.subset(kept), every.subset(held))
 
 
 def target_for(

@@ -95,7 +95,8 @@ def _read(group: h5py.Group, key: str, path: Path, required: bool = True) -> np.
     return np.asarray(group[key][()])
 
 
-def _train_set(group: h5py.Group, path: Path) -> TrialSet:
+def train_trials(group: h5py.Group, path: Path) -> TrialSet:
+    """The trials under nlb_tools' train key names in `group` (a file's root or a `train` group)."""
     return TrialSet(
         heldin=_read(group, "train_spikes_heldin", path),
         heldout=_read(group, "train_spikes_heldout", path),
@@ -151,27 +152,34 @@ def _prepared(h5: h5py.File, path: Path, phase: str) -> PhaseData:
             heldout_forward=_read(target, "eval_spikes_heldout_forward", path),
             behavior=_read(target, "eval_behavior", path, required=False),
         )
-        fit = _train_set(h5["train"], path)
+        fit = train_trials(h5["train"], path)
         return PhaseData(fit=fit, eval=eval_set, phase=phase, source="val", targets=load_val_target(path))
     if phase == "test":
         for name in ("trainval", "test"):
             if name not in h5:
                 raise NlbkitError(f"{path}: group '{name}' missing")
-        fit = _train_set(h5["trainval"], path)
+        fit = train_trials(h5["trainval"], path)
         eval_set = TrialSet(heldin=_read(h5["test"], "eval_spikes_heldin", path))
         return PhaseData(fit=fit, eval=eval_set, phase=phase, source="test")
     raise NlbkitError(f"unknown phase '{phase}': use val or test")
 
 
 def _holdout(h5: h5py.File, path: Path, eval_fraction: float, seed: int) -> PhaseData:
-    every = _train_set(h5, path)
+    every = train_trials(h5, path)
     kept, held = holdout_split(len(every), eval_fraction, seed)
     fit, eval_set = every.subset(kept), every.subset(held)
+    targets = holdout_targets(fit, eval_set)
+    return PhaseData(fit=fit, eval=eval_set, phase="val", source="holdout", eval_index=held, targets=targets)
+
+
+def holdout_targets(fit: TrialSet, eval_set: TrialSet) -> dict[str, np.ndarray]:
+    """nlb_tools' eval-target dict for train trials held out as `eval_set`: their held-out and
+    forward spikes, and behaviour with the kept trials' (`fit`) as the decoder's training set."""
     targets = {
         "eval_spikes_heldout": eval_set.heldout,
         "eval_spikes_heldin_forward": eval_set.heldin_forward,
         "eval_spikes_heldout_forward": eval_set.heldout_forward,
     }
-    if every.behavior is not None:
+    if fit.behavior is not None:
         targets["train_behavior"], targets["eval_behavior"] = fit.behavior, eval_set.behavior
-    return PhaseData(fit=fit, eval=eval_set, phase="val", source="holdout", eval_index=held, targets=targets)
+    return targets
