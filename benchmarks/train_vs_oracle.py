@@ -15,7 +15,7 @@ from sklearn.metrics import r2_score
 
 from nlbkit.evaluation import load_val_target, read_rates, read_run
 from nlbkit.scoring import score_rates
-from nlbkit.synth_oracle import oracle_rates
+from nlbkit.synth.oracle import oracle_rates
 
 
 def rates_r2(inferred: dict, true: dict) -> float:

@@ -110,7 +110,7 @@ def generate(work: Path, sizes: list[str], seed: int) -> None:
         folder = _size_dir(work, size)
         if not (folder / "mc_maze" / spec.train_asset_name).exists():
             code = (
-                "from nlbkit.synth import write_dataset; "
+                "from nlbkit.synth.generate import write_dataset; "
                 f"write_dataset('mc_maze', {str(folder)!r}, seed={seed}, scale='full', "
                 f"fraction={float(Fraction(size))!r})"
             )

@@ -96,7 +96,7 @@ def load_report_data(run_dir: str | os.PathLike) -> ReportData:
         data.eval_trials, data.targets = phase_data.eval, phase_data.targets
         truth = tensors.parent / "ground_truth.h5"
         if truth.exists() and meta.get("eval_source", info.phase) == info.phase:
-            from nlbkit.synth_oracle import oracle_rates
+            from nlbkit.synth.oracle import oracle_rates
 
             data.true_rates = oracle_rates(info.dataset, info.bin_ms, tensors.parent.parent, info.phase)
     return data

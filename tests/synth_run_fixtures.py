@@ -12,7 +12,7 @@ DATASET = "mc_maze_small"
 
 def synth_tensors(data_dir: Path) -> Path:
     """Generate mc_maze_small at small scale under `data_dir` and build its 5 ms tensors."""
-    from nlbkit.synth import write_dataset
+    from nlbkit.synth.generate import write_dataset
     from nlbkit.tensors import prepare
 
     write_dataset(DATASET, data_dir, seed=0, scale="small")

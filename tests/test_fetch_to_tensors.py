@@ -26,7 +26,7 @@ def server(monkeypatch):
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
-    from nlbkit.synth import write_dataset
+    from nlbkit.synth.generate import write_dataset
 
     root = tmp_path_factory.mktemp("generated")
     write_dataset(DATASET, root, seed=0, scale="small")

@@ -9,9 +9,9 @@ import pytest
 
 from nlbkit.datasets import DATASET_NAMES, BehaviorSource, get_spec
 from nlbkit.errors import NlbkitError
-from nlbkit.synth import GROUND_TRUTH_NAME, oracle_rates, write_dataset
-from nlbkit.synth_latents import LatentTimeline, poisson_events
-from nlbkit.synth_nwb import in_spans, subtract_spans
+from nlbkit.synth.generate import GROUND_TRUTH_NAME, oracle_rates, write_dataset
+from nlbkit.synth.latents import LatentTimeline, poisson_events
+from nlbkit.synth.nwb import in_spans, subtract_spans
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Every array nlbkit's `prepare` builds equals nlb_tools' own, for all 7 datasets at 5 and 20 ms.
 
-Generated files (nlbkit.synth, scale 'small') are made once per session; nlb_tools runs once per
+Generated files (nlbkit.synth.generate, scale 'small') are made once per session; nlb_tools runs once per
 session in the reference environment (two processes, one per bin size), through
 tests/reference/make_tensors_ref.py, which applies the pandas index-sort fix to its loader.
 Spike counts, behaviour, masks, indices and jitter must be equal exactly (NaN in the same places);
@@ -32,7 +32,7 @@ REAL_TEST_FILES = {
 @pytest.fixture(scope="session")
 def generated(tmp_path_factory) -> tuple:
     """All seven datasets, generated once: (data root, {dataset: (train nwb, test nwb)})."""
-    from nlbkit.synth import write_dataset
+    from nlbkit.synth.generate import write_dataset
 
     root = tmp_path_factory.mktemp("tensors_parity_data")
     return root, {name: write_dataset(name, root, seed=0, scale="small") for name in DATASET_NAMES}

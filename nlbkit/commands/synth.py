@@ -27,7 +27,7 @@ def command(dataset: str, data_dir: str | None, seed: int, scale: str) -> None:
     """
     from tqdm import tqdm
 
-    from nlbkit.synth import write_dataset
+    from nlbkit.synth.generate import write_dataset
 
     names = list(DATASET_NAMES) if dataset == "all" else [dataset]
     for name in tqdm(names, desc="synth", unit="dataset", disable=len(names) == 1):

@@ -1,9 +1,9 @@
 """Generated NLB datasets: spikes from a Lorenz-driven Poisson model, in each dataset's NWB layout.
 
-`write_dataset` lays out a session (`synth_layouts`), draws latents, rates and spikes
-(`synth_latents`), and writes the train NWB (train/val trials, every unit, behaviour), the test
+`write_dataset` lays out a session (`layouts`), draws latents, rates and spikes
+(`latents`), and writes the train NWB (train/val trials, every unit, behaviour), the test
 NWB (test trials re-timed back to back, held-in units only) and `ground_truth.h5`, from which
-`oracle_rates` (`synth_oracle`) recomputes the true rates of any window.
+`oracle_rates` (`oracle`) recomputes the true rates of any window.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from nlbkit.datasets import DATASET_NAMES, get_spec
 from nlbkit.errors import NlbkitError
 from nlbkit.paths import atomic_path, dataset_dir
-from nlbkit.synth_latents import (
+from nlbkit.synth.latents import (
     TICKS_PER_MS,
     LatentTimeline,
     integrate,
@@ -26,8 +26,8 @@ from nlbkit.synth_latents import (
     taper,
     ticks_to_seconds,
 )
-from nlbkit.synth_layouts import SCALES, Layout, make_layout
-from nlbkit.synth_nwb import (
+from nlbkit.synth.layouts import SCALES, Layout, make_layout
+from nlbkit.synth.nwb import (
     behavior_series,
     complement,
     in_spans,
@@ -37,7 +37,7 @@ from nlbkit.synth_nwb import (
     units_table,
     write_nwb,
 )
-from nlbkit.synth_oracle import GROUND_TRUTH_NAME, load_ground_truth, oracle_rates
+from nlbkit.synth.oracle import GROUND_TRUTH_NAME, load_ground_truth, oracle_rates
 
 __all__ = ["GROUND_TRUTH_NAME", "SCALES", "load_ground_truth", "oracle_rates", "write_dataset", "write_all"]
 

@@ -18,7 +18,7 @@ import numpy as np
 from nlbkit.datasets import DatasetSpec, check_bin, get_spec
 from nlbkit.errors import NlbkitError
 from nlbkit.paths import dataset_dir
-from nlbkit.synth_latents import LatentTimeline, rates_hz
+from nlbkit.synth.latents import LatentTimeline, rates_hz
 
 GROUND_TRUTH_NAME = "ground_truth.h5"
 PHASES = ("val", "test")

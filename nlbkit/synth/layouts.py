@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nlbkit.datasets import DatasetSpec
-from nlbkit.synth_latents import attractor_points, lorenz_path
+from nlbkit.synth.latents import attractor_points, lorenz_path
 
 SCALES = ("small", "full")
 # (train, val, test) trials and (held-in, held-out) units at --scale small.
