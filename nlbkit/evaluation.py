@@ -230,7 +230,7 @@ class RunScore:
 
 def default_test_targets(data_dir: str | os.PathLike | None) -> Path | None:
     """`<data_dir>/eval_data_test.h5` (where `nlbkit fetch --targets` puts it) when it exists."""
-    from nlbkit.targets_fetch import targets_path
+    from nlbkit.fetch.targets import targets_path
 
     path = targets_path(data_dir)
     return path if path.exists() else None

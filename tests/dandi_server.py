@@ -398,8 +398,8 @@ def running_server(monkeypatch, lifetime_s: float = 120.0):
     nlbkit reads in small chunks here, so that a connection cut mid-file has delivered whole
     chunks before the cut (a cut loses the chunk being read).
     """
-    import nlbkit.download
+    import nlbkit.fetch.download
 
-    monkeypatch.setattr(nlbkit.download, "CHUNK_BYTES", 16 * 1024)
+    monkeypatch.setattr(nlbkit.fetch.download, "CHUNK_BYTES", 16 * 1024)
     with DandiServer(lifetime_s=lifetime_s) as srv:
         yield srv

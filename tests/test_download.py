@@ -7,8 +7,15 @@ import random
 import pytest
 from dandischema.digests.dandietag import DandiETag
 
-from nlbkit.download import DANDI_ETAG, Expected, RetryPolicy, StreamingETag, download_verified, partial_dir
 from nlbkit.errors import NlbkitError
+from nlbkit.fetch.download import (
+    DANDI_ETAG,
+    Expected,
+    RetryPolicy,
+    StreamingETag,
+    download_verified,
+    partial_dir,
+)
 
 PART = 64 * 1024 * 1024  # dandi-etag's smallest part size
 

@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 from dandi_server import running_server  # noqa: E402
 from test_fetch import DATASET, local, run_fetch, serve_dataset, sha256  # noqa: E402
 
-from nlbkit.download import partial_dir  # noqa: E402
+from nlbkit.fetch.download import partial_dir  # noqa: E402
 
 MIB = 1 << 20  # the command reads 1 MiB at a time
 

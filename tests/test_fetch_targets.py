@@ -13,9 +13,9 @@ import random  # noqa: E402
 import pytest  # noqa: E402
 from dandi_server import running_server  # noqa: E402
 
-from nlbkit.download import RetryPolicy, partial_dir  # noqa: E402
 from nlbkit.errors import NlbkitError  # noqa: E402
-from nlbkit.targets_fetch import (  # noqa: E402
+from nlbkit.fetch.download import RetryPolicy, partial_dir  # noqa: E402
+from nlbkit.fetch.targets import (  # noqa: E402
     DEFAULT_TARGETS_SHA256,
     DEFAULT_TARGETS_SIZE,
     DEFAULT_TARGETS_URL,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from nlbkit.download import LocalState, RetryPolicy, human_bytes, partial_dir
 from nlbkit.errors import NlbkitError
+from nlbkit.fetch.download import LocalState, RetryPolicy, human_bytes, partial_dir
 
 INSTANCE_HELP = (
     "DANDI API server to use (default: $NLBKIT_DANDI_INSTANCE, else the public DANDI archive, "
@@ -54,7 +54,7 @@ def command(datasets: tuple[str, ...], list_only: bool, targets: bool, data_dir:
     DATA_DIR/<dataset>/<file>.dandidownload/; a file only gets its final name once complete and
     verified. A local file that does not match the archive is reported and fetched again.
     """
-    from nlbkit import fetch as fetch_lib
+    from nlbkit.fetch import archive as fetch_lib
 
     verbose = bool(click.get_current_context().find_root().params.get("debug"))
     policy = RetryPolicy(attempts=retries)
@@ -82,7 +82,7 @@ def command(datasets: tuple[str, ...], list_only: bool, targets: bool, data_dir:
 
 
 def _fetch_targets(data_dir, url, sha256, progress, policy):
-    from nlbkit.targets_fetch import fetch_targets, source_from_env
+    from nlbkit.fetch.targets import fetch_targets, source_from_env
 
     outcome = fetch_targets(data_dir, source_from_env(url, sha256), progress=progress, policy=policy)
     if outcome.action == "skipped":

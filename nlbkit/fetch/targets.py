@@ -14,8 +14,9 @@ from pathlib import Path
 
 import requests
 
-from nlbkit import download
-from nlbkit.download import (
+from nlbkit.errors import NlbkitError
+from nlbkit.fetch import download
+from nlbkit.fetch.download import (
     SHA256,
     Expected,
     LocalState,
@@ -27,7 +28,6 @@ from nlbkit.download import (
     download_verified,
     probe,
 )
-from nlbkit.errors import NlbkitError
 from nlbkit.paths import data_dir as resolve_data_dir
 
 TARGETS_FILE = "eval_data_test.h5"

@@ -3,7 +3,7 @@
 The dandiset id, the pinned version and the asset globs come from the dataset registry
 (`nlbkit.datasets`). Assets are found by listing the dandiset version by glob; their size and
 dandi-etag come from the archive's metadata. Files land in `<data_dir>/<dataset>/<asset basename>`
-through `nlbkit.download.download_verified` (resumable, verified, atomic).
+through `nlbkit.fetch.download.download_verified` (resumable, verified, atomic).
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from pathlib import Path
 
 import requests
 
-from nlbkit import download
 from nlbkit.datasets import DATASET_NAMES, DatasetSpec, get_spec
-from nlbkit.download import (
+from nlbkit.errors import NlbkitError
+from nlbkit.fetch import download
+from nlbkit.fetch.download import (
     DANDI_ETAG,
     Expected,
     LocalCheck,
@@ -35,8 +36,7 @@ from nlbkit.download import (
     partial_bytes,
     probe,
 )
-from nlbkit.errors import NlbkitError
-from nlbkit.fetch_record import FetchRecord, RecordedFile, read_record, write_record
+from nlbkit.fetch.record import FetchRecord, RecordedFile, read_record, write_record
 from nlbkit.paths import data_dir as resolve_data_dir
 from nlbkit.paths import dataset_dir
 
