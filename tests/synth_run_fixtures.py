@@ -12,8 +12,8 @@ DATASET = "mc_maze_small"
 
 def synth_tensors(data_dir: Path) -> Path:
     """Generate mc_maze_small at small scale under `data_dir` and build its 5 ms tensors."""
+    from nlbkit.prepare.tensors import prepare
     from nlbkit.synth.generate import write_dataset
-    from nlbkit.tensors import prepare
 
     write_dataset(DATASET, data_dir, seed=0, scale="small")
     return prepare(DATASET, 5, data_dir, progress=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from nlbkit.bench import Measurement, measure, summarise, table
+from nlbkit.prepare.bench import Measurement, measure, summarise, table
 
 
 def test_measure_reports_peak_memory_of_a_child():
@@ -26,7 +26,7 @@ def test_measure_reports_a_failure_with_its_last_line():
 
 
 def test_ratios_are_taken_on_the_largest_size_both_finish(tmp_path, monkeypatch):
-    import nlbkit.bench as bench
+    import nlbkit.prepare.bench as bench
 
     monkeypatch.setattr(bench, "_session_sizes", lambda work, sizes: {})
     rows = [
@@ -42,7 +42,7 @@ def test_ratios_are_taken_on_the_largest_size_both_finish(tmp_path, monkeypatch)
 
 
 def test_table_sets_both_tools_side_by_side_with_ratios_per_size(tmp_path, monkeypatch):
-    import nlbkit.bench as bench
+    import nlbkit.prepare.bench as bench
 
     monkeypatch.setattr(bench, "_session_sizes", lambda work, sizes: {})
     rows = [

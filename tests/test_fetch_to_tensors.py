@@ -45,7 +45,7 @@ def assert_same(actual: np.ndarray, expected: np.ndarray, name: str) -> None:
 
 @pytest.mark.slow
 def test_fetched_generated_files_go_through_prepare(server, generated, tmp_path):
-    from nlbkit.tensors import build_tensors, load_tensors, prepare
+    from nlbkit.prepare.tensors import build_tensors, load_tensors, prepare
 
     spec = get_spec(DATASET)
     served = {}

@@ -112,8 +112,8 @@ def synth_targets(tmp_path_factory, run_reference):
     nlbkit's `val_target` groups, nlbkit submission file).
     """
     from nlbkit.datasets import DATASET_NAMES
+    from nlbkit.prepare.tensors import iter_groups
     from nlbkit.synth.generate import write_dataset
-    from nlbkit.tensors import iter_groups
 
     root = tmp_path_factory.mktemp("synth_targets")
     args, ours = [], {}

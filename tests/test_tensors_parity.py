@@ -18,7 +18,7 @@ import pytest
 
 from nlbkit.datasets import BIN_SIZES_MS, DATASET_NAMES, get_spec
 from nlbkit.errors import NlbkitError
-from nlbkit.tensors import build_eval_input, build_tensors, iter_groups, load_tensors, prepare
+from nlbkit.prepare.tensors import build_eval_input, build_tensors, iter_groups, load_tensors, prepare
 
 pytestmark = [pytest.mark.parity, pytest.mark.slow]
 

@@ -18,11 +18,11 @@ import h5py
 import numpy as np
 import pytest
 
-from nlbkit.binning import count_spikes, place_jagged
 from nlbkit.errors import NlbkitError
-from nlbkit.nwb import UnitGroup, _observed_ranges, _sample_index, read_session
-from nlbkit.tensors import build_eval_input, load_tensors, prepare
-from nlbkit.windows import WindowParams, seconds_to_ns, trial_windows
+from nlbkit.prepare.binning import count_spikes, place_jagged
+from nlbkit.prepare.nwb import UnitGroup, _observed_ranges, _sample_index, read_session
+from nlbkit.prepare.tensors import build_eval_input, load_tensors, prepare
+from nlbkit.prepare.windows import WindowParams, seconds_to_ns, trial_windows
 
 SMALL = "mc_maze_small"
 TRAIN_NAME = "sub-Jenkins_ses-small_desc-train_behavior+ecephys.nwb"
@@ -208,9 +208,9 @@ def _nlb_smoothed_session(counts: np.ndarray, observed: np.ndarray, kernel: np.n
 
 def test_psth_smoothing_per_window_equals_session_smoothing():
     """Each observed stretch is smoothed on its own, also when two fall in one window."""
-    from nlbkit.nwb import Session
-    from nlbkit.psth import gaussian_kernel, smoothed_bins
-    from nlbkit.windows import Windows
+    from nlbkit.prepare.nwb import Session
+    from nlbkit.prepare.psth import gaussian_kernel, smoothed_bins
+    from nlbkit.prepare.windows import Windows
 
     rng = np.random.default_rng(1)
     n_samples, bin_ms = 3000, 5
@@ -238,9 +238,9 @@ def test_psth_smoothing_per_window_equals_session_smoothing():
 def test_condition_mean_equals_mean_of_session_smoothing(bin_ms):
     """Observed windows are summed per window shape, the others smoothed one by one; both groups,
     several units, windows of two lengths and align offsets, one reaching before observation."""
-    from nlbkit.nwb import Session
-    from nlbkit.psth import _fully_observed, condition_mean, gaussian_kernel
-    from nlbkit.windows import Windows
+    from nlbkit.prepare.nwb import Session
+    from nlbkit.prepare.psth import _fully_observed, condition_mean, gaussian_kernel
+    from nlbkit.prepare.windows import Windows
 
     rng = np.random.default_rng(2)
     n_samples = 6000
@@ -293,7 +293,7 @@ def test_counts_of_several_units_in_overlapping_windows():
 def test_fir_decimation_equals_scipy_bit_for_bit(q, n, dtype):
     from scipy import signal
 
-    from nlbkit.decimate import decimate_fir
+    from nlbkit.prepare.decimate import decimate_fir
 
     x = (np.random.default_rng(n).standard_normal(n) * 10).astype(dtype)
     expected = signal.decimate(x, q, n=500, ftype="fir", axis=0)
@@ -306,7 +306,7 @@ def test_fir_decimation_equals_scipy_bit_for_bit(q, n, dtype):
 def test_gaussian_kernel_is_scipys_normalised_window(sd):
     from scipy import signal
 
-    from nlbkit.psth import gaussian_kernel
+    from nlbkit.prepare.psth import gaussian_kernel
 
     window = signal.windows.gaussian(int(6 * sd), sd, sym=True)
     np.testing.assert_array_equal(gaussian_kernel(sd), window / np.sum(window))

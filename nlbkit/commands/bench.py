@@ -39,7 +39,7 @@ def prepare_command(work_dir: Path, sizes: str, bin_ms: str, mem_cap_gb: float, 
     """
     from fractions import Fraction
 
-    from nlbkit.bench import run_prepare_benchmark, table, write_json
+    from nlbkit.prepare.bench import run_prepare_benchmark, table, write_json
 
     parts = [s.strip() for s in sizes.split(",") if s.strip()]
     try:

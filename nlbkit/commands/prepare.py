@@ -41,7 +41,7 @@ def command(dataset: str, bins: tuple[str, ...], data_dir: str | None, compress:
       nlbkit prepare all --bin-ms 20
     """
     from nlbkit.datasets import get_spec
-    from nlbkit.tensors import describe_file, prepare
+    from nlbkit.prepare.tensors import describe_file, prepare
 
     names = list(DATASET_NAMES) if dataset == "all" else [get_spec(dataset).name]
     for name in names:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from nlbkit.binning import count_spikes, place_jagged
 from nlbkit.datasets import BehaviorSource
 from nlbkit.errors import NlbkitError
-from nlbkit.inputs import Context, behavior, draw_jitter, jittered, stacked, window_params
-from nlbkit.psth import condition_mean, conditions, gaussian_kernel, stack_psths
-from nlbkit.windows import Windows
+from nlbkit.prepare.binning import count_spikes, place_jagged
+from nlbkit.prepare.inputs import Context, behavior, draw_jitter, jittered, stacked, window_params
+from nlbkit.prepare.psth import condition_mean, conditions, gaussian_kernel, stack_psths
+from nlbkit.prepare.windows import Windows
 
 
 def _eval_heldout_variable(ctx: Context, mask, params, extra, jitter_ms) -> np.ndarray:

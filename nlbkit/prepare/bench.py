@@ -22,7 +22,7 @@ from nlbkit.datasets import get_spec
 from nlbkit.paths import atomic_path
 
 DEFAULT_SIZES = ("1/16", "1/8", "1/4", "1/2", "1")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_SCRIPT = ROOT / "tests" / "reference" / "make_tensors_ref.py"
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -119,7 +119,7 @@ def generate(work: Path, sizes: list[str], seed: int) -> None:
 
 def nlbkit_cmd(data_dir: Path, bin_ms: int) -> list[str]:
     code = (
-        "from nlbkit.tensors import prepare; "
+        "from nlbkit.prepare.tensors import prepare; "
         f"prepare('mc_maze', {bin_ms}, {str(data_dir)!r}, progress=False)"
     )
     return [sys.executable, "-c", code]

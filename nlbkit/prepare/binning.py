@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nlbkit.decimate import decimate_fir
-from nlbkit.nwb import Session, UnitGroup, observed_at
+from nlbkit.prepare.decimate import decimate_fir
+from nlbkit.prepare.nwb import Session, UnitGroup, observed_at
 
 _COUNT_CELLS = 1 << 22  # window bins x units counted at once
 

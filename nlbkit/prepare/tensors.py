@@ -8,7 +8,7 @@ Groups (nlb_tools call in brackets; `ds` is the train NWB resampled to `bin_ms`,
 - `val_target`: `make_eval_target_tensors(ds, name, 'train', 'val', include_psth=True)[group name]`
 
 Arrays are built from the spike times of each trial window, never through a 1 ms frame of the
-session; see `nlbkit.binning` for the binning rules.
+session; see `nlbkit.prepare.binning` for the binning rules.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import numpy as np
 
 from nlbkit.datasets import BehaviorSource, DatasetSpec, check_bin, get_spec
 from nlbkit.errors import NlbkitError
-from nlbkit.inputs import Context, eval_input, train_input
-from nlbkit.nwb import read_session
 from nlbkit.paths import atomic_path, dataset_dir, tensors_path
-from nlbkit.targets import val_target
+from nlbkit.prepare.eval_targets import val_target
+from nlbkit.prepare.inputs import Context, eval_input, train_input
+from nlbkit.prepare.nwb import read_session
 
 GROUPS: tuple[str, ...] = ("train", "trainval", "val", "test", "val_target")
 Tensors = dict[str, dict[str, np.ndarray]]

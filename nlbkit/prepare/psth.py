@@ -18,8 +18,8 @@ import functools
 
 import numpy as np
 
-from nlbkit.nwb import Session, UnitGroup, observed_at
-from nlbkit.windows import Windows
+from nlbkit.prepare.nwb import Session, UnitGroup, observed_at
+from nlbkit.prepare.windows import Windows
 
 _CELLS = 1 << 21  # 1 ms samples (trials x units x FFT length) smoothed at once
 
