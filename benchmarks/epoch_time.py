@@ -20,8 +20,8 @@ import time
 import torch
 
 from nlbkit.config import build_config, resolve_for_bin
+from nlbkit.nlb.tensor_file import load_phase_data
 from nlbkit.training import Tensors, seed_everything
-from nlbkit.training_data import load_phase_data
 from nlbkit.workflow import build_langevin
 
 

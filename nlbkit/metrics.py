@@ -22,8 +22,8 @@ from sklearn.metrics import r2_score
 from sklearn.model_selection import GridSearchCV
 from threadpoolctl import threadpool_limits
 
-from nlbkit.datasets import DATASET_NAMES, get_spec
 from nlbkit.errors import NlbkitError
+from nlbkit.nlb.datasets import DATASET_NAMES, get_spec
 
 logger = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ import numpy as np
 
 from nlbkit.errors import NlbkitError
 from nlbkit.evaluation import holdout_target, read_rates, read_run
+from nlbkit.nlb.tensor_file import TrialSet, load_phase_data
 from nlbkit.paths import atomic_path
 from nlbkit.runs import RunDir
-from nlbkit.training_data import TrialSet, load_phase_data
 
 REPORT_DIR = "report"
 

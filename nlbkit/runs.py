@@ -19,9 +19,9 @@ import h5py
 import numpy as np
 
 from nlbkit.config import RunConfig, from_dict, to_dict
-from nlbkit.datasets import get_spec
 from nlbkit.errors import NlbkitError
 from nlbkit.metrics import RATE_KEYS
+from nlbkit.nlb.datasets import get_spec
 from nlbkit.paths import atomic_path
 
 MODELS: tuple[str, ...] = ("langevin", "smoothing")

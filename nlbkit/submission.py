@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from nlbkit.datasets import BIN_SIZES_MS, DATASET_NAMES, get_spec
 from nlbkit.errors import NlbkitError
-from nlbkit.evaluation import Groups, RunInfo, read_rates, read_run, write_h5_groups
+from nlbkit.evaluation import RunInfo, read_rates, read_run
 from nlbkit.metrics import RATE_KEYS
+from nlbkit.nlb.datasets import BIN_SIZES_MS, DATASET_NAMES, get_spec
+from nlbkit.nlb.h5io import Groups, write_h5_groups
 
 EVALAI_CHALLENGE = 1256
 # EvalAI phase ids of the NLB'21 challenge ('evalai challenge 1256 phases' lists them).

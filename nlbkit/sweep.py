@@ -42,8 +42,8 @@ from nlbkit.config import (
     to_dict,
     validate,
 )
-from nlbkit.datasets import check_bin, get_spec
 from nlbkit.errors import NlbkitError
+from nlbkit.nlb.datasets import check_bin, get_spec
 from nlbkit.paths import atomic_path, tensors_path
 from nlbkit.runs import RunDir, run_name, write_json
 from nlbkit.sweep_results import RANK_METRIC, SweepResult, write_results

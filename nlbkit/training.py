@@ -26,9 +26,9 @@ from tqdm.auto import tqdm
 from nlbkit.config import TrainConfig
 from nlbkit.errors import NlbkitError
 from nlbkit.metrics import bits_per_spike
+from nlbkit.nlb.tensor_file import TrialSet, holdout_split
 from nlbkit.paths import atomic_path
 from nlbkit.runs import RunDir
-from nlbkit.training_data import TrialSet, holdout_split
 
 CSV_FIELDS = (
     "epoch",

@@ -17,10 +17,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from nlbkit.datasets import get_spec
 from nlbkit.errors import NlbkitError
-from nlbkit.evaluation import EVAL_GROUP, TRAIN_GROUP, load_test_target, load_val_target, read_h5_groups
+from nlbkit.evaluation import EVAL_GROUP, TRAIN_GROUP
 from nlbkit.metrics import RATE_KEYS, evaluate
+from nlbkit.nlb.datasets import get_spec
+from nlbkit.nlb.h5io import load_test_target, load_val_target, read_h5_groups
 from nlbkit.paths import tensors_path
 from nlbkit.submission import GROUP_NAMES
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nlbkit.datasets import BIN_SIZES_MS, DATASET_NAMES, get_spec
+from nlbkit.nlb.datasets import BIN_SIZES_MS, DATASET_NAMES, get_spec
 
 N_HELDIN, N_HELDOUT = 9, 4
 N_TRAIN, N_EVAL = 30, 24
@@ -127,7 +127,7 @@ def all_groups() -> list[tuple[str, int]]:
 
 def write_tensors_file(data_dir, dataset: str, bin_ms: int, target: dict, rng: np.random.Generator):
     """A `prepare`-style tensor file whose groups match the random layout (val_target = target)."""
-    from nlbkit.evaluation import write_h5_groups
+    from nlbkit.nlb.h5io import write_h5_groups
     from nlbkit.paths import tensors_path
 
     shapes = group_shapes(dataset, bin_ms)

@@ -1,8 +1,8 @@
 import pytest
 
 from nlbkit.cli import COMMANDS
-from nlbkit.datasets import DATASET_NAMES, get_spec
 from nlbkit.errors import NlbkitError
+from nlbkit.nlb.datasets import DATASET_NAMES, get_spec
 
 
 def test_help_lists_every_command(nlbkit_cli):

@@ -3,8 +3,8 @@ import json
 import pytest
 
 from nlbkit.config import DATASET_DEFAULTS, build_config, from_dict, to_dict
-from nlbkit.datasets import DATASET_NAMES
 from nlbkit.errors import NlbkitError
+from nlbkit.nlb.datasets import DATASET_NAMES
 
 
 def test_every_dataset_has_defaults_that_validate():

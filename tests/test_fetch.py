@@ -22,11 +22,11 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from dandi_server import DandiServer, ServedAsset, running_server  # noqa: E402
 
-from nlbkit.datasets import get_spec  # noqa: E402
 from nlbkit.errors import NlbkitError  # noqa: E402
 from nlbkit.fetch import download as download_mod  # noqa: E402
 from nlbkit.fetch.archive import fetch, list_status  # noqa: E402
 from nlbkit.fetch.download import RetryPolicy, partial_dir  # noqa: E402
+from nlbkit.nlb.datasets import get_spec  # noqa: E402
 
 DATASET = "mc_maze_small"
 FAST = RetryPolicy(attempts=3, backoff_s=0.0, timeout_s=10.0)
@@ -295,7 +295,7 @@ def test_version_option_picks_a_published_version(server, tmp_path):
 
 
 def test_all_fetches_every_dataset(server, tmp_path):
-    from nlbkit.datasets import DATASET_NAMES
+    from nlbkit.nlb.datasets import DATASET_NAMES
 
     for i, name in enumerate(DATASET_NAMES):
         spec = get_spec(name)

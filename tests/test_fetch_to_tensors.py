@@ -12,9 +12,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from dandi_server import running_server  # noqa: E402
 
-from nlbkit.datasets import get_spec  # noqa: E402
 from nlbkit.fetch.archive import fetch  # noqa: E402
 from nlbkit.fetch.download import RetryPolicy  # noqa: E402
+from nlbkit.nlb.datasets import get_spec  # noqa: E402
 
 DATASET = "mc_maze_small"
 

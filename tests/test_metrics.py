@@ -8,7 +8,6 @@ from eval_layouts import all_groups, random_rates, random_target
 from scipy.special import gammaln
 from scipy.stats import pearsonr
 
-from nlbkit.datasets import get_spec
 from nlbkit.errors import NlbkitError
 from nlbkit.metrics import (
     bits_per_spike,
@@ -20,6 +19,7 @@ from nlbkit.metrics import (
     shift_trials,
     speed_tp_correlation,
 )
+from nlbkit.nlb.datasets import get_spec
 
 
 def test_nll_of_known_values():

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from eval_layouts import all_groups, random_rates, random_target
 
-from nlbkit.datasets import get_spec
-from nlbkit.evaluation import read_h5_groups, write_h5_groups
 from nlbkit.metrics import evaluate
+from nlbkit.nlb.datasets import get_spec
+from nlbkit.nlb.h5io import read_h5_groups, write_h5_groups
 from nlbkit.submission import write_submission
 
 pytestmark = pytest.mark.parity
@@ -111,7 +111,7 @@ def synth_targets(tmp_path_factory, run_reference):
     Returns (nlb_tools' targets as EvalAI stores them (float32), nlb_tools' unrounded targets,
     nlbkit's `val_target` groups, nlbkit submission file).
     """
-    from nlbkit.datasets import DATASET_NAMES
+    from nlbkit.nlb.datasets import DATASET_NAMES
     from nlbkit.prepare.tensors import iter_groups
     from nlbkit.synth.generate import write_dataset
 

@@ -17,8 +17,9 @@ from eval_layouts import random_rates, random_target, write_run, write_tensors_f
 from test_metrics_parity import assert_results_equal
 
 from nlbkit.errors import NlbkitError
-from nlbkit.evaluation import read_h5_groups, read_run, score_run, write_h5_groups
+from nlbkit.evaluation import read_run, score_run
 from nlbkit.metrics import evaluate, evaluate_group
+from nlbkit.nlb.h5io import read_h5_groups, write_h5_groups
 from nlbkit.submission import evalai_upload, latest_runs, merge_runs, submit_runs
 from nlbkit.validation import validate_submission
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from nlbkit.config import build_config, to_dict
-from nlbkit.datasets import DATASET_NAMES
 from nlbkit.errors import NlbkitError
+from nlbkit.nlb.datasets import DATASET_NAMES
 from nlbkit.runs import RunDir
 from nlbkit.sweep import SweepOptions, base_config, restore_checkpoint, run_sweep, trial_config
 from nlbkit.sweep_space import load_space, param_space, pbt_mutations

@@ -7,8 +7,8 @@ import h5py
 import numpy as np
 import pytest
 
-from nlbkit.datasets import DATASET_NAMES, BehaviorSource, get_spec
 from nlbkit.errors import NlbkitError
+from nlbkit.nlb.datasets import DATASET_NAMES, BehaviorSource, get_spec
 from nlbkit.synth.generate import GROUND_TRUTH_NAME, oracle_rates, write_dataset
 from nlbkit.synth.latents import LatentTimeline, poisson_events
 from nlbkit.synth.nwb import in_spans, subtract_spans

@@ -16,8 +16,8 @@ import h5py
 import numpy as np
 import pytest
 
-from nlbkit.datasets import BIN_SIZES_MS, DATASET_NAMES, get_spec
 from nlbkit.errors import NlbkitError
+from nlbkit.nlb.datasets import BIN_SIZES_MS, DATASET_NAMES, get_spec
 from nlbkit.prepare.tensors import build_eval_input, build_tensors, iter_groups, load_tensors, prepare
 
 pytestmark = [pytest.mark.parity, pytest.mark.slow]

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from nlbkit.datasets import BIN_SIZES_MS, DATASET_NAMES
+from nlbkit.nlb.datasets import BIN_SIZES_MS, DATASET_NAMES
 
 
 @click.command(name="prepare")
@@ -40,7 +40,7 @@ def command(dataset: str, bins: tuple[str, ...], data_dir: str | None, compress:
       nlbkit prepare mc_maze --bin-ms 5 --bin-ms 20 --data-dir /data/nlb
       nlbkit prepare all --bin-ms 20
     """
-    from nlbkit.datasets import get_spec
+    from nlbkit.nlb.datasets import get_spec
     from nlbkit.prepare.tensors import describe_file, prepare
 
     names = list(DATASET_NAMES) if dataset == "all" else [get_spec(dataset).name]

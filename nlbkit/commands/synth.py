@@ -6,7 +6,7 @@ import time
 
 import click
 
-from nlbkit.datasets import DATASET_NAMES
+from nlbkit.nlb.datasets import DATASET_NAMES
 
 
 @click.command(name="synth")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from nlbkit.datasets import DATASET_NAMES
+from nlbkit.nlb.datasets import DATASET_NAMES
 
 
 @click.command(name="train")

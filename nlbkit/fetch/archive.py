@@ -1,7 +1,7 @@
 """NLB NWB files from the DANDI archive, through the `dandi` client's Python API.
 
 The dandiset id, the pinned version and the asset globs come from the dataset registry
-(`nlbkit.datasets`). Assets are found by listing the dandiset version by glob; their size and
+(`nlbkit.nlb.datasets`). Assets are found by listing the dandiset version by glob; their size and
 dandi-etag come from the archive's metadata. Files land in `<data_dir>/<dataset>/<asset basename>`
 through `nlbkit.fetch.download.download_verified` (resumable, verified, atomic).
 """
@@ -17,7 +17,6 @@ from pathlib import Path
 
 import requests
 
-from nlbkit.datasets import DATASET_NAMES, DatasetSpec, get_spec
 from nlbkit.errors import NlbkitError
 from nlbkit.fetch import download
 from nlbkit.fetch.download import (
@@ -37,6 +36,7 @@ from nlbkit.fetch.download import (
     probe,
 )
 from nlbkit.fetch.record import FetchRecord, RecordedFile, read_record, write_record
+from nlbkit.nlb.datasets import DATASET_NAMES, DatasetSpec, get_spec
 from nlbkit.paths import data_dir as resolve_data_dir
 from nlbkit.paths import dataset_dir
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from nlbkit.datasets import get_spec
+from nlbkit.nlb.datasets import get_spec
 from nlbkit.paths import atomic_path
 
 DEFAULT_SIZES = ("1/16", "1/8", "1/4", "1/2", "1")

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from nlbkit.datasets import BehaviorSource
 from nlbkit.errors import NlbkitError
+from nlbkit.nlb.datasets import BehaviorSource
 from nlbkit.prepare.binning import count_spikes, place_jagged
 from nlbkit.prepare.inputs import Context, behavior, draw_jitter, jittered, stacked, window_params
 from nlbkit.prepare.psth import condition_mean, conditions, gaussian_kernel, stack_psths

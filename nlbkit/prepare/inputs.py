@@ -10,8 +10,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from nlbkit.datasets import BehaviorSource, DatasetSpec, Window
 from nlbkit.errors import NlbkitError
+from nlbkit.nlb.datasets import BehaviorSource, DatasetSpec, Window
 from nlbkit.prepare.binning import behavior_rows, count_spikes, n_bins, place_jagged, resample_behavior
 from nlbkit.prepare.nwb import Session, UnitGroup
 from nlbkit.prepare.windows import NS_PER_MS, WindowParams, Windows, seconds_to_ns, trial_windows

@@ -21,8 +21,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from nlbkit.datasets import BehaviorSource, DatasetSpec, check_bin, get_spec
 from nlbkit.errors import NlbkitError
+from nlbkit.nlb.datasets import BehaviorSource, DatasetSpec, check_bin, get_spec
 from nlbkit.paths import atomic_path, dataset_dir, tensors_path
 from nlbkit.prepare.eval_targets import val_target
 from nlbkit.prepare.inputs import Context, eval_input, train_input

@@ -15,8 +15,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from nlbkit.datasets import DATASET_NAMES, get_spec
 from nlbkit.errors import NlbkitError
+from nlbkit.nlb.datasets import DATASET_NAMES, get_spec
 from nlbkit.paths import atomic_path, dataset_dir
 from nlbkit.synth.latents import (
     TICKS_PER_MS,

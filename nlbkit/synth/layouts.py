@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nlbkit.datasets import DatasetSpec
+from nlbkit.nlb.datasets import DatasetSpec
 from nlbkit.synth.latents import attractor_points, lorenz_path
 
 SCALES = ("small", "full")

@@ -15,8 +15,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from nlbkit.datasets import DatasetSpec, check_bin, get_spec
 from nlbkit.errors import NlbkitError
+from nlbkit.nlb.datasets import DatasetSpec, check_bin, get_spec
 from nlbkit.paths import dataset_dir
 from nlbkit.synth.latents import LatentTimeline, rates_hz
 

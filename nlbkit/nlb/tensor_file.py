@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from nlbkit.errors import NlbkitError
-from nlbkit.evaluation import load_val_target
+from nlbkit.nlb.h5io import load_val_target
 
 
 @dataclass
