@@ -21,8 +21,8 @@ import torch
 
 from nlbkit.config import build_config, resolve_for_bin
 from nlbkit.nlb.tensor_file import load_phase_data
-from nlbkit.training import Tensors, seed_everything
-from nlbkit.workflow import build_langevin
+from nlbkit.train.loop import Tensors, seed_everything
+from nlbkit.train.run import build_langevin
 
 
 def main(path: str, dataset: str, bin_ms: int, batches: int, overrides: list[str]) -> None:

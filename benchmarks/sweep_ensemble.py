@@ -23,10 +23,10 @@ from pathlib import Path
 
 from nlbkit.config import build_config
 from nlbkit.ensemble import ensemble_runs
-from nlbkit.evaluation import score_run
 from nlbkit.runs import RunDir, run_name
-from nlbkit.sweep import SweepOptions, run_sweep
-from nlbkit.workflow import train_run
+from nlbkit.scoring.evaluate import score_run
+from nlbkit.sweep.run import SweepOptions, run_sweep
+from nlbkit.train.run import train_run
 
 METRICS = ("co-bps", "vel R2", "psth R2", "fp-bps")
 

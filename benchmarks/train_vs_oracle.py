@@ -13,9 +13,9 @@ import sys
 import numpy as np
 from sklearn.metrics import r2_score
 
-from nlbkit.evaluation import read_rates, read_run
 from nlbkit.nlb.h5io import load_val_target
-from nlbkit.scoring import score_rates
+from nlbkit.scoring.evaluate import read_rates, read_run
+from nlbkit.scoring.rates import score_rates
 from nlbkit.synth.oracle import oracle_rates
 
 

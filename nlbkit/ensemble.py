@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from nlbkit.errors import NlbkitError
-from nlbkit.evaluation import RunInfo, RunScore, read_rates, read_run, score_run
 from nlbkit.runs import write_json, write_rates
+from nlbkit.scoring.evaluate import RunInfo, RunScore, read_rates, read_run, score_run
 
 ENSEMBLE_MODEL = "ensemble"
 

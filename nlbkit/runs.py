@@ -20,9 +20,9 @@ import numpy as np
 
 from nlbkit.config import RunConfig, from_dict, to_dict
 from nlbkit.errors import NlbkitError
-from nlbkit.metrics import RATE_KEYS
 from nlbkit.nlb.datasets import get_spec
 from nlbkit.paths import atomic_path
+from nlbkit.scoring.metrics import RATE_KEYS
 
 MODELS: tuple[str, ...] = ("langevin", "smoothing")
 

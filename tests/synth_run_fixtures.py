@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nlbkit.workflow import TrainOutcome, train_run
+from nlbkit.train.run import TrainOutcome, train_run
 from tests.training_fixtures import tiny_config
 
 DATASET = "mc_maze_small"

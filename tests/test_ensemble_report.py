@@ -6,9 +6,9 @@ import pytest
 
 from nlbkit.ensemble import ensemble_runs, mean_rates
 from nlbkit.errors import NlbkitError
-from nlbkit.evaluation import read_rates, read_run, score_run
-from nlbkit.report import make_report
-from nlbkit.submission import submit_runs
+from nlbkit.report.make import make_report
+from nlbkit.scoring.evaluate import read_rates, read_run, score_run
+from nlbkit.submit.evalai import submit_runs
 from tests.synth_run_fixtures import synth_tensors, tiny_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from nlbkit.errors import NlbkitError
-from nlbkit.evaluation import score_run
-from nlbkit.workflow import train_run
+from nlbkit.scoring.evaluate import score_run
+from nlbkit.train.run import train_run
 from tests.training_fixtures import tiny_config, write_prepared, write_train_only
 
 

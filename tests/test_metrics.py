@@ -9,7 +9,8 @@ from scipy.special import gammaln
 from scipy.stats import pearsonr
 
 from nlbkit.errors import NlbkitError
-from nlbkit.metrics import (
+from nlbkit.nlb.datasets import get_spec
+from nlbkit.scoring.metrics import (
     bits_per_spike,
     evaluate,
     evaluate_group,
@@ -19,7 +20,6 @@ from nlbkit.metrics import (
     shift_trials,
     speed_tp_correlation,
 )
-from nlbkit.nlb.datasets import get_spec
 
 
 def test_nll_of_known_values():

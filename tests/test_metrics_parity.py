@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from eval_layouts import all_groups, random_rates, random_target
 
-from nlbkit.metrics import evaluate
 from nlbkit.nlb.datasets import get_spec
 from nlbkit.nlb.h5io import read_h5_groups, write_h5_groups
-from nlbkit.submission import write_submission
+from nlbkit.scoring.metrics import evaluate
+from nlbkit.submit.evalai import write_submission
 
 pytestmark = pytest.mark.parity
 

@@ -1,8 +1,8 @@
 import numpy as np
 from scipy.signal.windows import gaussian
 
-from nlbkit.metrics import bits_per_spike
 from nlbkit.models.smoothing import SmoothingBaseline, gaussian_window, smooth_spikes
+from nlbkit.scoring.metrics import bits_per_spike
 from tests.training_fixtures import N_IN, T, _trials
 
 

@@ -17,11 +17,11 @@ from eval_layouts import random_rates, random_target, write_run, write_tensors_f
 from test_metrics_parity import assert_results_equal
 
 from nlbkit.errors import NlbkitError
-from nlbkit.evaluation import read_run, score_run
-from nlbkit.metrics import evaluate, evaluate_group
 from nlbkit.nlb.h5io import read_h5_groups, write_h5_groups
-from nlbkit.submission import evalai_upload, latest_runs, merge_runs, submit_runs
-from nlbkit.validation import validate_submission
+from nlbkit.scoring.evaluate import read_run, score_run
+from nlbkit.scoring.metrics import evaluate, evaluate_group
+from nlbkit.submit.evalai import evalai_upload, latest_runs, merge_runs, submit_runs
+from nlbkit.submit.validate import validate_submission
 
 GROUPS = [("mc_maze_small", 5), ("mc_maze_small", 20), ("dmfc_rsg", 20)]
 
@@ -234,7 +234,7 @@ def test_unreadable_file(tmp_path):
 def test_write_is_atomic(tmp_path):
     target = tmp_path / "sub.h5"
     with pytest.raises(KeyError):
-        from nlbkit.submission import write_submission
+        from nlbkit.submit.evalai import write_submission
 
         write_submission({"mc_maze": {"eval_rates_heldin": np.zeros((1, 1, 1))}}, target, "test")
     assert list(tmp_path.iterdir()) == []

@@ -8,8 +8,8 @@ from nlbkit.config import build_config, to_dict
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import DATASET_NAMES
 from nlbkit.runs import RunDir
-from nlbkit.sweep import SweepOptions, base_config, restore_checkpoint, run_sweep, trial_config
-from nlbkit.sweep_space import load_space, param_space, pbt_mutations
+from nlbkit.sweep.run import SweepOptions, base_config, restore_checkpoint, run_sweep, trial_config
+from nlbkit.sweep.space import load_space, param_space, pbt_mutations
 from tests.synth_run_fixtures import synth_tensors, tiny_run
 from tests.training_fixtures import write_prepared
 

@@ -9,8 +9,8 @@ import torch
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.tensor_file import TrialSet
 from nlbkit.runs import RATE_KEYS
-from nlbkit.training import add_heldin_of, ramp
-from nlbkit.workflow import build_langevin, predict_file, train_run
+from nlbkit.train.loop import add_heldin_of, ramp
+from nlbkit.train.run import build_langevin, predict_file, train_run
 from tests.training_fixtures import N_IN, N_OUT, F, T, tiny_config, write_prepared, write_train_only
 
 
@@ -272,7 +272,7 @@ def test_validation_trials_train_through_their_heldin_only():
 
 
 def test_no_checkpoint_is_chosen_during_the_kl_warm_up(tensors, tmp_path, monkeypatch):
-    from nlbkit.training import Trainer
+    from nlbkit.train.loop import Trainer
 
     scores = iter([0.9, 0.8, 0.1, 0.3, 0.2, 0.1])  # a validation peak inside the warm-up
     monkeypatch.setattr(Trainer, "_validate", lambda self, kl_weight: (1.0, next(scores)))

@@ -24,7 +24,7 @@ import click
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def command(run_dir, input_path, output, device) -> None:
     """Rates per bin from a trained run (its best checkpoint) for the trials of an input file."""
-    from nlbkit.workflow import predict_file
+    from nlbkit.train.run import predict_file
 
     path = predict_file(run_dir, input_path, output, device=device)
     click.echo(f"wrote {path}")

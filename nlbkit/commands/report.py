@@ -24,7 +24,7 @@ def command(run_dir: Path, output: Path | None) -> None:
     A figure whose pieces the run lacks (a smoothing run has no log or latents, a test-phase run
     no targets) is skipped with a note.
     """
-    from nlbkit.report import make_report
+    from nlbkit.report.make import make_report
 
     result = make_report(run_dir, output)
     for note in result.notes:

@@ -39,7 +39,7 @@ def command(run_dirs: tuple[Path, ...], output: Path | None, runs_root: Path, ph
     """
     import h5py
 
-    from nlbkit.submission import evalai_upload, submit_runs
+    from nlbkit.submit.evalai import evalai_upload, submit_runs
 
     path = submit_runs(run_dirs, output, runs_root, phase, None if model == "any" else model)
     with h5py.File(path, "r") as h5:

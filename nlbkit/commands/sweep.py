@@ -31,7 +31,7 @@ from nlbkit.nlb.datasets import DATASET_NAMES
               help="Root of run directories; the sweep goes to <root>/<name>/.")
 @click.option("--name", default=None, help="Sweep directory name (default <dataset>_<bin>ms_sweep).")
 @click.option("--space", "space_file", type=click.Path(dir_okay=False), default=None,
-              help="Search-space JSON file (default: nlbkit/sweep_spaces/<dataset>.json).")
+              help="Search-space JSON file (default: nlbkit/sweep/spaces/<dataset>.json).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="Base configuration file, as for `nlbkit train --config`.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -56,8 +56,8 @@ def command(dataset, samples, scheduler, address, cpus, cpus_per_trial, gpus_per
       nlbkit sweep mc_maze_small --scheduler pbt --samples 8
       nlbkit sweep mc_maze --address auto --gpus-per-trial 0.5 --samples 64
     """
-    from nlbkit.sweep import SweepOptions, run_sweep
-    from nlbkit.sweep_results import format_rows
+    from nlbkit.sweep.results import format_rows
+    from nlbkit.sweep.run import SweepOptions, run_sweep
 
     opts = SweepOptions(
         dataset=dataset, bin_ms=int(bin_ms), samples=samples, scheduler=scheduler, address=address,

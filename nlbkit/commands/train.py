@@ -108,8 +108,8 @@ def command(
       nlbkit train mc_maze_small --from-tensors mc_maze_small_train_5ms.h5
     """
     from nlbkit.config import build_config, dumps, set_value
-    from nlbkit.scoring import format_table
-    from nlbkit.workflow import train_run
+    from nlbkit.scoring.rates import format_table
+    from nlbkit.train.run import train_run
 
     cfg = build_config(dataset, config_file, list(overrides))
     for key, value in (("train.seed", seed), ("train.epochs", epochs), ("train.device", device)):

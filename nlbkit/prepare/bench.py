@@ -18,12 +18,15 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import get_spec
 from nlbkit.paths import atomic_path
 
 DEFAULT_SIZES = ("1/16", "1/8", "1/4", "1/2", "1")
-ROOT = Path(__file__).resolve().parents[2]
-REFERENCE_SCRIPT = ROOT / "tests" / "reference" / "make_tensors_ref.py"
+# nlb_tools runs in its own environment from the source checkout's reference harness; a wheel install
+# has neither, so both are looked for beside the package and may be given explicitly.
+CHECKOUT = Path(__file__).resolve().parents[2]
+REFERENCE_SCRIPT_IN_CHECKOUT = Path("tests", "reference", "make_tensors_ref.py")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -125,10 +128,21 @@ def nlbkit_cmd(data_dir: Path, bin_ms: int) -> list[str]:
     return [sys.executable, "-c", code]
 
 
+def reference_script(path: Path | None = None) -> Path:
+    """The nlb_tools tensor script: `path`, else the source checkout's reference harness."""
+    script = path or Path(os.environ.get("NLBKIT_REF_SCRIPT", CHECKOUT / REFERENCE_SCRIPT_IN_CHECKOUT))
+    if not script.is_file():
+        raise NlbkitError(
+            f"{script}: nlb_tools reference script not found; `nlbkit bench` runs from a source checkout "
+            "(set NLBKIT_REF_SCRIPT to its tests/reference/make_tensors_ref.py)"
+        )
+    return script
+
+
 def reference_cmd(ref_python: Path, data_dir: Path, bin_ms: int, out: Path) -> list[str]:
     spec = get_spec("mc_maze")
     folder = data_dir / "mc_maze"
-    return [str(ref_python), str(REFERENCE_SCRIPT), str(out), "mc_maze", str(bin_ms),
+    return [str(ref_python), str(reference_script()), str(out), "mc_maze", str(bin_ms),
             str(folder / spec.train_asset_name), str(folder / spec.test_asset_name)]
 
 
@@ -144,8 +158,9 @@ def run_prepare_benchmark(
 ) -> dict:
     """Generate, then time nlbkit on every size and nlb_tools on growing sizes until it fails."""
     sizes = sorted(sizes, key=Fraction)
+    reference_script()  # before minutes of generating
     generate(work, sizes, seed)
-    default_ref = ROOT / ".venv-ref" / "bin" / "python"
+    default_ref = CHECKOUT / ".venv-ref" / "bin" / "python"
     ref_python = ref_python or Path(os.environ.get("NLBKIT_REF_PYTHON", default_ref))
     rows: list[Measurement] = []
     for size in sizes:

@@ -3,7 +3,7 @@
 The file holds one group per dataset and bin ('mc_maze', 'mc_maze_20', ..., 'mc_maze_small_20'),
 each with the six float32 arrays of `RATE_KEYS` (trials, bins, neurons; rates per bin). Root attrs
 `phase` ('val' or 'test') and `runs` (the run directories merged) say where it came from.
-Checking a file before upload lives in `nlbkit.validation`.
+Checking a file before upload lives in `nlbkit.submit.validate`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from nlbkit.errors import NlbkitError
-from nlbkit.evaluation import RunInfo, read_rates, read_run
-from nlbkit.metrics import RATE_KEYS
 from nlbkit.nlb.datasets import BIN_SIZES_MS, DATASET_NAMES, get_spec
 from nlbkit.nlb.h5io import Groups, write_h5_groups
+from nlbkit.scoring.evaluate import RunInfo, read_rates, read_run
+from nlbkit.scoring.metrics import RATE_KEYS
 
 EVALAI_CHALLENGE = 1256
 # EvalAI phase ids of the NLB'21 challenge ('evalai challenge 1256 phases' lists them).

@@ -12,7 +12,7 @@ from typing import Any
 from nlbkit.config import RunConfig, flatten, from_dict, to_dict
 from nlbkit.paths import atomic_path
 from nlbkit.runs import RunDir, write_json
-from nlbkit.sweep_space import SearchSpace, short_name
+from nlbkit.sweep.space import SearchSpace, short_name
 
 RANK_METRIC = "best_co_bps"  # the best validation co-bps so far: what trials are ranked by
 N_BEST = 3

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from nlbkit import metrics
+from nlbkit.scoring import metrics
 
 
 def score_rates(

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from nlbkit.errors import NlbkitError
-from nlbkit.metrics import METRIC_NAMES, evaluate_group
 from nlbkit.nlb.datasets import DATASET_NAMES, get_spec
 from nlbkit.nlb.h5io import load_test_target, load_val_target, open_h5, read_h5_groups
 from nlbkit.nlb.tensor_file import holdout_targets, train_trials
 from nlbkit.paths import tensors_path
+from nlbkit.scoring.metrics import METRIC_NAMES, evaluate_group
 
 PHASES = ("val", "test")
 # Which tensor groups hold the trials a phase trains on and scores on.

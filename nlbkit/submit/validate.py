@@ -18,12 +18,12 @@ import h5py
 import numpy as np
 
 from nlbkit.errors import NlbkitError
-from nlbkit.evaluation import EVAL_GROUP, TRAIN_GROUP
-from nlbkit.metrics import RATE_KEYS, evaluate
 from nlbkit.nlb.datasets import get_spec
 from nlbkit.nlb.h5io import load_test_target, load_val_target, read_h5_groups
 from nlbkit.paths import tensors_path
-from nlbkit.submission import GROUP_NAMES
+from nlbkit.scoring.evaluate import EVAL_GROUP, TRAIN_GROUP
+from nlbkit.scoring.metrics import RATE_KEYS, evaluate
+from nlbkit.submit.evalai import GROUP_NAMES
 
 Shape = tuple[int, ...]
 

@@ -10,12 +10,12 @@ import torch
 
 from nlbkit.errors import NlbkitError
 from nlbkit.runs import RunDir
-from nlbkit.training import resolve_device, seed_everything
+from nlbkit.train.loop import resolve_device, seed_everything
 
 
 def load_network(run: RunDir, device: str = "cpu") -> torch.nn.Module:
     """The run's model with the weights of its best checkpoint (its last when there is no best)."""
-    from nlbkit import workflow
+    from nlbkit.train import run as workflow
 
     info, cfg = run.info(), run.config()
     if info.get("model") != "langevin":

@@ -25,10 +25,10 @@ from tqdm.auto import tqdm
 
 from nlbkit.config import TrainConfig
 from nlbkit.errors import NlbkitError
-from nlbkit.metrics import bits_per_spike
 from nlbkit.nlb.tensor_file import TrialSet, holdout_split
 from nlbkit.paths import atomic_path
 from nlbkit.runs import RunDir
+from nlbkit.scoring.metrics import bits_per_spike
 
 CSV_FIELDS = (
     "epoch",

@@ -9,7 +9,7 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 
-from nlbkit.report import ReportData, Skip
+from nlbkit.report.data import ReportData, Skip
 
 N_NEURONS = 4
 N_TRIALS = 3
@@ -91,7 +91,7 @@ def label_color(label: int, meaning: str):
 
 def latent_trajectories(data: ReportData):
     """The first principal components of the inferred latent state, coloured by condition."""
-    from nlbkit.latents import principal_components, run_latents
+    from nlbkit.train.latents import principal_components, run_latents
 
     if data.model != "langevin":
         raise Skip(f"{data.model} runs have no latent states")
@@ -153,7 +153,7 @@ def rates_vs_spikes(data: ReportData):
 
 def psths(data: ReportData):
     """Condition-averaged predicted rates against the true PSTHs, for the most active held-out neurons."""
-    from nlbkit.metrics import condition_psths
+    from nlbkit.scoring.metrics import condition_psths
 
     targets = data.targets or {}
     if "psth" not in targets or "eval_cond_idx" not in targets:
@@ -186,7 +186,7 @@ def decoded_velocity(data: ReportData):
     """Hand velocity decoded from the rates (ridge, fitted on the train trials) against the true one."""
     from sklearn.metrics import r2_score
 
-    from nlbkit.metrics import fit_ridge_decoder
+    from nlbkit.scoring.metrics import fit_ridge_decoder
 
     targets = data.targets or {}
     if data.dataset == "dmfc_rsg":

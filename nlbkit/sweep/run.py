@@ -1,6 +1,6 @@
 """Hyper-parameter sweeps of LangevinFlow on Ray Tune, each trial an ordinary training run.
 
-Results tables and best configurations are written by `nlbkit.sweep_results`.
+Results tables and best configurations are written by `nlbkit.sweep.results`.
 
 Layout of a sweep directory `<run root>/<name>/`:
 
@@ -46,8 +46,8 @@ from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import check_bin, get_spec
 from nlbkit.paths import atomic_path, tensors_path
 from nlbkit.runs import RunDir, run_name, write_json
-from nlbkit.sweep_results import RANK_METRIC, SweepResult, write_results
-from nlbkit.sweep_space import SearchSpace, load_space, param_space, pbt_mutations, short_name
+from nlbkit.sweep.results import RANK_METRIC, SweepResult, write_results
+from nlbkit.sweep.space import SearchSpace, load_space, param_space, pbt_mutations, short_name
 
 METRIC = "val_co_bps"  # the latest validation co-bps: what the schedulers act on
 SCHEDULERS = ("asha", "pbt")
@@ -173,7 +173,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     """One trial: train a run directory under the sweep's `trials/`, reporting every validated epoch."""
     from ray import tune
 
-    from nlbkit.workflow import train_run
+    from nlbkit.train.run import train_run
 
     cfg = trial_config(context.base, config)
     trial_id = tune.get_context().get_trial_id()

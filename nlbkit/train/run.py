@@ -23,8 +23,15 @@ from nlbkit.nlb.datasets import check_bin, get_spec
 from nlbkit.nlb.tensor_file import PhaseData, load_phase_data
 from nlbkit.paths import tensors_path
 from nlbkit.runs import MODELS, RunDir, create_run, rates_dict, run_name, write_json, write_rates
-from nlbkit.scoring import score_rates
-from nlbkit.training import Trainer, add_heldin_of, predict, resolve_device, seed_everything, split_validation
+from nlbkit.scoring.rates import score_rates
+from nlbkit.train.loop import (
+    Trainer,
+    add_heldin_of,
+    predict,
+    resolve_device,
+    seed_everything,
+    split_validation,
+)
 
 ModelFactory = Callable[[RunConfig, int, int, int], torch.nn.Module]
 

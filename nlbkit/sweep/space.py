@@ -1,6 +1,6 @@
 """Search spaces of a hyper-parameter sweep: one JSON file per dataset, read into Ray Tune's terms.
 
-A space file (`nlbkit/sweep_spaces/<dataset>.json`, or any file given with `--space`) holds:
+A space file (`nlbkit/sweep/spaces/<dataset>.json`, or any file given with `--space`) holds:
 
     {
       "fixed": {"train.val_every": 1, ...},          # set in every trial, before the sampled keys
@@ -57,8 +57,8 @@ class SearchSpace:
 
 
 def default_space_path(dataset: str) -> Path:
-    """The space file shipped for `dataset` (nlbkit/sweep_spaces/<dataset>.json)."""
-    path = Path(str(resources.files("nlbkit") / "sweep_spaces" / f"{dataset}.json"))
+    """The space file shipped for `dataset` (nlbkit/sweep/spaces/<dataset>.json)."""
+    path = Path(str(resources.files("nlbkit") / "sweep" / "spaces" / f"{dataset}.json"))
     if not path.exists():
         raise NlbkitError(f"{path}: no default search space for '{dataset}'; give one with --space FILE")
     return path
