@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "synth": "Generate a dataset in the exact NLB layout (Lorenz-driven spikes).",
     "prepare": "Build train/val/test tensors from the NWB files, as nlb_tools does.",
     "train": "Train LangevinFlow (or the smoothing baseline) and score it.",
+    "cv": "Cross-validate LangevinFlow and smoothing on a file of train trials.",
     "predict": "Write rates for an input tensor file from a trained run.",
     "evaluate": "Score runs with the official NLB metrics.",
     "submit": "Merge runs into one EvalAI submission file.",

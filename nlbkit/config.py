@@ -43,6 +43,9 @@ class TrainConfig:
     val_fraction: float = 0.15  # training trials held back for validation (checkpoint choice, stopping)
     # Validation trials also train through their held-in spikes (their held-out ones stay unseen).
     fit_val_heldin: bool = True
+    # The scored (eval) trials' held-in spikes also train the held-in reconstruction; their held-out
+    # and forward entries are never read (NLB hands the held-in spikes out with the eval trials).
+    fit_eval_heldin: bool = False
     eval_fraction: float = 0.2  # files with train trials only: trials held out as the scored eval set
     grad_clip: float = 200.0
     seed: int = 0

@@ -21,6 +21,7 @@ import numpy as np
 
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.h5io import load_val_target
+from nlbkit.paths import atomic_path
 
 
 @dataclass
@@ -115,8 +116,100 @@ def holdout_split(n_trials: int, fraction: float, seed: int) -> tuple[np.ndarray
     return np.sort(order[n_out:]), np.sort(order[:n_out])
 
 
-def load_phase_data(path: str | Path, phase: str, eval_fraction: float = 0.2, seed: int = 0) -> PhaseData:
-    """The fit and eval trials of `phase` ('val' | 'test') from a tensor file (see module doc)."""
+def explicit_split(n_trials: int, eval_index, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out) trial indices, sorted, for the given held-out indices."""
+    held = np.unique(np.asarray(eval_index, dtype=np.int64))
+    if held.size == 0 or held.size != len(eval_index) or held[0] < 0 or held[-1] >= n_trials:
+        raise NlbkitError(f"{path}: eval trial indices must be distinct, in 0..{n_trials - 1}, not empty")
+    if held.size >= n_trials:
+        raise NlbkitError(f"{path}: holding out all {n_trials} trials leaves none to fit")
+    return np.setdiff1d(np.arange(n_trials), held), held
+
+
+def rebin_sum(array: np.ndarray, factor: int) -> np.ndarray:
+    """(trials, bins, channels) -> (trials, bins // factor, channels): each run of `factor`
+    consecutive bins summed (spike counts at a `factor` times wider bin, e.g. 5 ms -> 20 ms with 4).
+    A NaN in a run makes its sum NaN (an unobserved bin leaves the wide bin unobserved).
+    `bins` must be a multiple of `factor`."""
+    return _rebin(array, factor).sum(axis=2)
+
+
+def rebin_mean(array: np.ndarray, factor: int) -> np.ndarray:
+    """As `rebin_sum`, but the mean over each run of bins: a continuous signal (hand velocity)
+    at the wider bin, as its average over the bin; NaN propagates likewise."""
+    return _rebin(array, factor).mean(axis=2)
+
+
+def _rebin(array: np.ndarray, factor: int) -> np.ndarray:
+    if factor < 1:
+        raise NlbkitError(f"a rebinning factor must be a positive integer, got {factor}")
+    trials, bins, channels = array.shape
+    if bins % factor:
+        raise NlbkitError(f"{bins} bins cannot be grouped by {factor}: not a multiple")
+    return array.reshape(trials, bins // factor, factor, channels)
+
+
+def rebin_trials(trials: TrialSet, factor: int) -> TrialSet:
+    """`trials` at a `factor` times wider bin: spikes summed (`rebin_sum`), behaviour averaged
+    (`rebin_mean`). nlb_tools resamples 1 ms behaviour with its own filter instead, so 20 ms vel R2
+    from a rebinned 5 ms file is close to, not identical with, nlb_tools' 20 ms tensors."""
+
+    def spikes(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else rebin_sum(a, factor)
+
+    return TrialSet(
+        heldin=rebin_sum(trials.heldin, factor),
+        heldout=spikes(trials.heldout),
+        heldin_forward=spikes(trials.heldin_forward),
+        heldout_forward=spikes(trials.heldout_forward),
+        behavior=None if trials.behavior is None else rebin_mean(trials.behavior, factor),
+    )
+
+
+def write_train_trials(path: str | Path, trials: TrialSet, attrs: dict | None = None) -> Path:
+    """`trials` as a file of train trials only (nlb_tools' train key names at the root), atomically."""
+    keys = {
+        "train_spikes_heldin": trials.heldin,
+        "train_spikes_heldout": trials.heldout,
+        "train_spikes_heldin_forward": trials.heldin_forward,
+        "train_spikes_heldout_forward": trials.heldout_forward,
+        "train_behavior": trials.behavior,
+    }
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.attrs.update(attrs or {})
+        for key, array in keys.items():
+            if array is not None:
+                h5[key] = array
+    return Path(path)
+
+
+def read_train_trials(path: str | Path) -> TrialSet:
+    """Every trial of a file of train trials only (see module doc)."""
+    path = Path(path)
+    if not path.exists():
+        raise NlbkitError(f"{path}: tensor file not found")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError:
+        raise NlbkitError(f"{path}: not a readable HDF5 file") from None
+    with handle as h5:
+        if "train_spikes_heldin" not in h5:
+            raise NlbkitError(f"{path}: not a file of train trials (no 'train_spikes_heldin' at its root)")
+        return train_trials(h5, path)
+
+
+def load_phase_data(
+    path: str | Path,
+    phase: str,
+    eval_fraction: float = 0.2,
+    seed: int = 0,
+    eval_index: np.ndarray | None = None,
+) -> PhaseData:
+    """The fit and eval trials of `phase` ('val' | 'test') from a tensor file (see module doc).
+
+    For a file of train trials only, `eval_index` (trial indices) names the eval trials instead of a
+    seeded `eval_fraction` of them (cross-validation folds); it is an error for a prepared file.
+    """
     path = Path(path)
     if not path.exists():
         raise NlbkitError(
@@ -128,11 +221,13 @@ def load_phase_data(path: str | Path, phase: str, eval_fraction: float = 0.2, se
         raise NlbkitError(f"{path}: not a readable HDF5 file") from None
     with handle as h5:
         if "train" in h5 and isinstance(h5["train"], h5py.Group):
+            if eval_index is not None:
+                raise NlbkitError(f"{path}: eval trials can be chosen only in a file of train trials")
             return _prepared(h5, path, phase)
         if "train_spikes_heldin" in h5:
             if phase != "val":
                 raise NlbkitError(f"{path}: holds train trials only, so only phase 'val' can be run on it")
-            return _holdout(h5, path, eval_fraction, seed)
+            return _holdout(h5, path, eval_fraction, seed, eval_index)
     raise NlbkitError(
         f"{path}: neither a `nlbkit prepare` tensor file nor train tensors (no 'train' group or "
         "'train_spikes_heldin')"
@@ -164,9 +259,14 @@ def _prepared(h5: h5py.File, path: Path, phase: str) -> PhaseData:
     raise NlbkitError(f"unknown phase '{phase}': use val or test")
 
 
-def _holdout(h5: h5py.File, path: Path, eval_fraction: float, seed: int) -> PhaseData:
+def _holdout(
+    h5: h5py.File, path: Path, eval_fraction: float, seed: int, eval_index: np.ndarray | None
+) -> PhaseData:
     every = train_trials(h5, path)
-    kept, held = holdout_split(len(every), eval_fraction, seed)
+    if eval_index is None:
+        kept, held = holdout_split(len(every), eval_fraction, seed)
+    else:
+        kept, held = explicit_split(len(every), eval_index, path)
     fit, eval_set = every.subset(kept), every.subset(held)
     targets = holdout_targets(fit, eval_set)
     return PhaseData(fit=fit, eval=eval_set, phase="val", source="holdout", eval_index=held, targets=targets)

@@ -111,6 +111,27 @@ def add_heldin_of(fit: TrialSet, val: TrialSet) -> TrialSet:
     )
 
 
+def add_heldin_only(fit: TrialSet, heldin: np.ndarray) -> TrialSet:
+    """`fit` followed by trials known by their held-in spikes (trials, T, Nin) alone: their
+    held-out neurons and forward bins are NaN, so left out of the loss. Only `heldin` is read, so
+    the eval trials' scored spikes (held-out, forward) cannot reach training through here."""
+    n = heldin.shape[0]
+
+    def blank(like: np.ndarray) -> np.ndarray:
+        return np.full((n, *like.shape[1:]), np.nan, dtype=np.float32)
+
+    def join(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.concatenate([a, b.astype(a.dtype)], axis=0)
+
+    return TrialSet(
+        heldin=join(fit.heldin, np.asarray(heldin)),
+        heldout=join(fit.heldout, blank(fit.heldout)),
+        heldin_forward=join(fit.heldin_forward, blank(fit.heldin_forward)),
+        heldout_forward=join(fit.heldout_forward, blank(fit.heldout_forward)),
+        behavior=None,
+    )
+
+
 @torch.no_grad()
 def predict(
     model: torch.nn.Module,

@@ -27,6 +27,7 @@ from nlbkit.scoring.rates import score_rates
 from nlbkit.train.loop import (
     Trainer,
     add_heldin_of,
+    add_heldin_only,
     predict,
     resolve_device,
     seed_everything,
@@ -65,11 +66,13 @@ def train_run(
     progress: bool = True,
     model_factory: ModelFactory = build_langevin,
     on_epoch: Callable[[int], None] | None = None,
+    eval_index: np.ndarray | None = None,
 ) -> TrainOutcome:
     """Train `model` on `dataset`'s tensors and write its run directory; see the module doc.
 
     `on_epoch(epoch)` is called after each completed epoch, once its `metrics.csv` row and
-    checkpoints are written (a hyper-parameter search reads them there).
+    checkpoints are written (a hyper-parameter search reads them there). `eval_index` picks the
+    scored trials of a file of train trials only (cross-validation) instead of a seeded share.
     """
     get_spec(dataset)
     check_bin(bin_ms)
@@ -77,7 +80,7 @@ def train_run(
         raise NlbkitError(f"unknown model '{model}': use one of {', '.join(MODELS)}")
     resolve_for_bin(cfg, bin_ms)
     path = Path(from_tensors) if from_tensors else tensors_path(dataset, bin_ms, data_dir)
-    data = load_phase_data(path, phase, cfg.train.eval_fraction, cfg.train.seed)
+    data = load_phase_data(path, phase, cfg.train.eval_fraction, cfg.train.seed, eval_index)
     if data.eval.heldin.shape[2] != data.n_heldin:
         raise NlbkitError(
             f"{path}: eval trials have {data.eval.heldin.shape[2]} held-in neurons, "
@@ -117,7 +120,7 @@ def train_run(
     outcome = TrainOutcome(run=run, scores=scores, epochs=epochs)
     if model == "langevin" and cfg.train.compare_smoothing and scores:
         outcome.baseline = baseline_scores(
-            dataset, cfg, bin_ms, data.phase, data_dir, from_tensors, run_root, tag, info
+            dataset, cfg, bin_ms, data.phase, data_dir, from_tensors, run_root, tag, info, eval_index
         )
     return outcome
 
@@ -151,6 +154,8 @@ def _fit_torch(
     fit, val = split_validation(data.fit, tc.val_fraction, tc.seed)
     if val is not None and tc.fit_val_heldin:
         fit = add_heldin_of(fit, val)
+    if tc.fit_eval_heldin:
+        fit = add_heldin_only(fit, data.eval.heldin)
     if hasattr(net, "set_baseline_rates"):
         mean_counts = torch.as_tensor(np.nan_to_num(np.nanmean(fit.target(), axis=(0, 1))))
         net.set_baseline_rates(mean_counts)
@@ -176,6 +181,7 @@ def baseline_scores(
     run_root,
     tag: str | None,
     info: dict,
+    eval_index: np.ndarray | None = None,
 ) -> dict[str, float]:
     """The smoothing baseline's scores on the same trials: its existing run if it matches, else fit it."""
     sibling = RunDir(Path(run_root) / run_name(dataset, bin_ms, phase, "smoothing", tag))
@@ -196,6 +202,7 @@ def baseline_scores(
         tag,
         overwrite=True,
         progress=False,
+        eval_index=eval_index,
     )
     return outcome.scores
 

@@ -1,0 +1,200 @@
+"""K-fold cross-validation of LangevinFlow and the smoothing baseline on a file of train trials.
+
+The trials of a train-only tensor file (nlb_tools' train key names at its root, 5 ms bins) are
+permuted with a seed and cut into `n_folds` disjoint folds of `fold_size` trials (default: as many
+as fit, 75 trials -> 5 x 15). For each fold and seed, each model is fitted on every other trial and
+scored on the fold with the official metrics (`train_run` with the fold as `eval_index`, so the
+split is the one `nlbkit train --from-tensors` makes, with its trials named explicitly). At 20 ms
+the 5 ms file is first rebinned (`rebin_trials`: spikes summed over 4 bins, behaviour averaged).
+
+One row per model x fold x seed goes to `cv.csv`, rewritten after every run so that a stopped
+benchmark keeps what finished; the summary rows (mean and sample sd, ddof=1, over folds x seeds)
+follow. The smoothing baseline does not depend on the seed: it is fitted once per fold and its
+row repeated for each seed, so both models average over the same folds x seeds.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nlbkit.config import RunConfig
+from nlbkit.errors import NlbkitError
+from nlbkit.nlb.tensor_file import read_train_trials, rebin_trials, write_train_trials
+from nlbkit.paths import atomic_path
+
+SOURCE_BIN_MS = 5
+METRICS = ("co-bps", "fp-bps", "vel R2")
+MODELS = ("langevin", "smoothing")
+FIELDS = ("model", "fold", "seed", *METRICS, "epochs", "seconds")
+
+
+def fold_indices(
+    n_trials: int, n_folds: int, fold_size: int | None = None, seed: int = 0
+) -> list[np.ndarray]:
+    """`n_folds` disjoint, sorted index arrays of `fold_size` trials (default n_trials // n_folds)
+    from a permutation of range(n_trials) seeded by `seed`; trials beyond n_folds x fold_size are
+    in no fold (they always train)."""
+    size = fold_size or n_trials // max(n_folds, 1)
+    if n_folds < 2 or size < 1 or n_folds * size > n_trials:
+        raise NlbkitError(f"cannot cut {n_trials} trials into {n_folds} folds of {size} (need >= 2 folds)")
+    if n_trials - size < 2:
+        raise NlbkitError(f"folds of {size} of {n_trials} trials leave too few to fit")
+    order = np.random.default_rng(seed).permutation(n_trials)
+    return [np.sort(order[k * size : (k + 1) * size]) for k in range(n_folds)]
+
+
+@dataclass
+class CvPlan:
+    """What one benchmark runs: folds (all or a subset) x seeds x models."""
+
+    n_folds: int = 5
+    fold_size: int | None = None
+    split_seed: int = 0
+    seeds: Sequence[int] = (0, 1)
+    folds: Sequence[int] | None = None  # None: every fold
+    models: Sequence[str] = MODELS
+
+    def chosen_folds(self) -> list[int]:
+        chosen = list(range(self.n_folds)) if self.folds is None else list(self.folds)
+        bad = [k for k in chosen if not 0 <= k < self.n_folds]
+        if bad or not chosen:
+            raise NlbkitError(f"folds {bad or chosen} not in 0..{self.n_folds - 1}")
+        return chosen
+
+
+@dataclass
+class CvResult:
+    rows: list[dict] = field(default_factory=list)
+    summary: list[dict] = field(default_factory=list)
+    csv_path: Path | None = None
+
+
+def summarise(rows: Sequence[dict]) -> list[dict]:
+    """Per model, a 'mean' and an 'sd' row over its rows (sample sd, ddof=1; NaN for one row)."""
+    out = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model]
+        for stat in ("mean", "sd"):
+            row = {"model": model, "fold": stat, "seed": f"n={len(mine)}"}
+            for key in (*METRICS, "epochs", "seconds"):
+                values = np.array([float(r[key]) for r in mine if r.get(key) not in ("", None)])
+                if stat == "mean":
+                    row[key] = float(values.mean()) if values.size else math.nan
+                else:
+                    row[key] = float(values.std(ddof=1)) if values.size > 1 else math.nan
+            out.append(row)
+    return out
+
+
+def write_csv(path: Path, rows: Sequence[dict], summary: Sequence[dict]) -> Path:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows([{k: r.get(k, "") for k in FIELDS} for r in [*rows, *summary]])
+    return path
+
+
+def format_summary(summary: Sequence[dict]) -> str:
+    """'model  co-bps mean ± sd  ...' lines."""
+    means = {r["model"]: r for r in summary if r["fold"] == "mean"}
+    sds = {r["model"]: r for r in summary if r["fold"] == "sd"}
+    lines = [f"{'model':<10} {'n':>5}  " + "  ".join(f"{m:>17}" for m in METRICS)]
+    for model, mean in means.items():
+        cells = [f"{mean[m]:8.4f} ± {sds[model][m]:.4f}" for m in METRICS]
+        lines.append(f"{model:<10} {mean['seed'][2:]:>5}  " + "  ".join(f"{c:>17}" for c in cells))
+    return "\n".join(lines)
+
+
+def source_for_bin(tensors: Path, bin_ms: int, out_dir: Path) -> Path:
+    """The train-only file to fit at `bin_ms`: `tensors` itself at 5 ms, else a rebinned copy in out_dir."""
+    if bin_ms == SOURCE_BIN_MS:
+        return tensors
+    if bin_ms % SOURCE_BIN_MS:
+        raise NlbkitError(f"bin {bin_ms} ms is not a multiple of the file's {SOURCE_BIN_MS} ms")
+    factor = bin_ms // SOURCE_BIN_MS
+    trials = read_train_trials(tensors)
+    for name in ("heldin", "heldin_forward"):
+        if getattr(trials, name).shape[1] % factor:
+            raise NlbkitError(
+                f"{tensors}: {name} bins are not a multiple of {factor}; cannot rebin to {bin_ms} ms"
+            )
+    out = out_dir / f"train_{bin_ms}ms.h5"
+    return write_train_trials(
+        out, rebin_trials(trials, factor), {"bin_ms": bin_ms, "rebinned_from": str(tensors)}
+    )
+
+
+def run_cv(
+    dataset: str,
+    cfg: RunConfig,
+    tensors: str | Path,
+    bin_ms: int,
+    out_dir: str | Path,
+    plan: CvPlan | None = None,
+    progress: Callable[[str], None] | None = None,
+    train_progress: bool = False,
+) -> CvResult:
+    """Run `plan` on `tensors` (a 5 ms train-only file) at `bin_ms`; write out_dir/cv.csv (see module doc)."""
+    from nlbkit.train.run import train_run
+
+    plan = plan or CvPlan()
+    for model in plan.models:
+        if model not in MODELS:
+            raise NlbkitError(f"unknown model '{model}': use one of {', '.join(MODELS)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    source = source_for_bin(Path(tensors), bin_ms, out_dir)
+    n_trials = len(read_train_trials(source))
+    folds = fold_indices(n_trials, plan.n_folds, plan.fold_size, plan.split_seed)
+    result = CvResult(csv_path=out_dir / "cv.csv")
+    say = progress or (lambda line: None)
+    for k in plan.chosen_folds():
+        smoothing_row = None
+        for seed in plan.seeds:
+            for model in plan.models:
+                if model == "smoothing" and smoothing_row is not None:
+                    result.rows.append({**smoothing_row, "seed": seed})
+                    continue
+                run_cfg = copy.deepcopy(cfg)
+                run_cfg.train.seed = seed
+                run_cfg.train.compare_smoothing = False
+                started = time.perf_counter()
+                outcome = train_run(
+                    dataset,
+                    run_cfg,
+                    bin_ms,
+                    "val",
+                    model,
+                    from_tensors=source,
+                    run_root=out_dir / "runs",
+                    tag=f"fold{k}_seed{seed}",
+                    overwrite=True,
+                    progress=train_progress,
+                    eval_index=folds[k],
+                )
+                row = {
+                    "model": model,
+                    "fold": k,
+                    "seed": seed,
+                    **{m: outcome.scores.get(m, math.nan) for m in METRICS},
+                    "epochs": outcome.epochs,
+                    "seconds": round(time.perf_counter() - started, 1),
+                }
+                if model == "smoothing":
+                    smoothing_row = row
+                result.rows.append(row)
+                result.summary = summarise(result.rows)
+                write_csv(result.csv_path, result.rows, result.summary)
+                scores = "  ".join(f"{m} {row[m]:.4f}" for m in METRICS)
+                say(f"fold {k} seed {seed} {model:<9} {scores}  ({row['epochs']} epochs, {row['seconds']} s)")
+    result.summary = summarise(result.rows)
+    write_csv(result.csv_path, result.rows, result.summary)
+    return result
