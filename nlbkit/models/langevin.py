@@ -178,10 +178,11 @@ class LangevinFlow(nn.Module):
         states = self._encode(inputs)  # (S, B, H)
         h = states.transpose(0, 1)
         if not self.cfg.dynamics:
-            log_rates = self._unfold_bins(self.decoder(h), pad, heldin.shape[1])
+            log_rates = self._unfold_bins(self.decoder(h).float(), pad, heldin.shape[1])
             return LangevinOutput(log_rates, h.new_zeros(()), {"h": h})
         z, v, kl_terms = self._integrate(states)
-        log_rates = self._unfold_bins(self.decoder(torch.cat([z, v, h], dim=-1)), pad, heldin.shape[1])
+        step_log_rates = self.decoder(torch.cat([z, v, h.float()], dim=-1)).float()
+        log_rates = self._unfold_bins(step_log_rates, pad, heldin.shape[1])
         kl = sum(kl_terms.values(), h.new_zeros(()))
         return LangevinOutput(log_rates, kl, {"z": z, "v": v, "h": h}, kl_terms)
 
@@ -227,7 +228,17 @@ class LangevinFlow(nn.Module):
         return torch.stack(states)
 
     def _integrate(self, states: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """Sample (z_0, v_0) from h_0 and run the Langevin steps: z, v (B, T+F, H) and KL terms."""
+        """Sample (z_0, v_0) from h_0 and run the Langevin steps: z, v (B, T+F, H) and KL terms.
+
+        Always in float32, also under autocast: in bfloat16 the update z + h v (h = 0.01) rounds
+        to z itself for a sizeable share of entries, so a model trained under autocast would not
+        be the one that predicts in float32. The initial-state heads, the potential and the steps
+        run outside autocast on float32 states; the encoder and decoder may use reduced precision.
+        """
+        with torch.autocast(device_type=states.device.type, enabled=False):
+            return self._integrate_fp32(states.float())
+
+    def _integrate_fp32(self, states: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         cfg = self.cfg
         z_mean, z_logvar = self.z0_head(states[0]).chunk(2, dim=-1)
         v_mean, v_logvar = self.v0_head(states[0]).chunk(2, dim=-1)

@@ -7,8 +7,9 @@ scored on the fold with the official metrics (`train_run` with the fold as `eval
 split is the one `nlbkit train --from-tensors` makes, with its trials named explicitly). At 20 ms
 the 5 ms file is first rebinned (`rebin_trials`: spikes summed over 4 bins, behaviour averaged).
 
-One row per model x fold x seed goes to `cv.csv`, rewritten after every run so that a stopped
-benchmark keeps what finished; the summary rows (mean and sample sd, ddof=1, over folds x seeds)
+Runs go seed by seed (every fold of the first seed, then of the next). One row per model x fold x
+seed goes to `cv.csv`, rewritten after every run so that a stopped benchmark keeps what
+finished; the summary rows (mean and sample sd, ddof=1, over folds x seeds)
 follow. The smoothing baseline does not depend on the seed: it is fitted once per fold and its
 row repeated for each seed, so both models average over the same folds x seeds.
 """
@@ -156,12 +157,14 @@ def run_cv(
     folds = fold_indices(n_trials, plan.n_folds, plan.fold_size, plan.split_seed)
     result = CvResult(csv_path=out_dir / "cv.csv")
     say = progress or (lambda line: None)
-    for k in plan.chosen_folds():
-        smoothing_row = None
-        for seed in plan.seeds:
+    smoothing_rows: dict[int, dict] = {}  # fold -> its smoothing row (fitted once, seed-free)
+    # Seed-major: every fold of the first seed before the second, so a stopped run has all folds.
+    for seed in plan.seeds:
+        for k in plan.chosen_folds():
             for model in plan.models:
-                if model == "smoothing" and smoothing_row is not None:
-                    result.rows.append({**smoothing_row, "seed": seed})
+                if model == "smoothing" and k in smoothing_rows:
+                    result.rows.append({**smoothing_rows[k], "seed": seed})
+                    write_csv(result.csv_path, result.rows, summarise(result.rows))
                     continue
                 run_cfg = copy.deepcopy(cfg)
                 run_cfg.train.seed = seed
@@ -189,7 +192,7 @@ def run_cv(
                     "seconds": round(time.perf_counter() - started, 1),
                 }
                 if model == "smoothing":
-                    smoothing_row = row
+                    smoothing_rows[k] = row
                 result.rows.append(row)
                 result.summary = summarise(result.rows)
                 write_csv(result.csv_path, result.rows, result.summary)

@@ -1,0 +1,103 @@
+"""`nlbkit cv`: folds, the CSV and its summary, and the 20 ms rebinning it relies on."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from nlbkit.errors import NlbkitError
+from nlbkit.nlb.tensor_file import load_phase_data, read_train_trials, rebin_mean, rebin_sum
+from nlbkit.train.cv import METRICS, CvPlan, fold_indices, run_cv
+from tests.training_fixtures import F, T, tiny_config, write_prepared, write_train_only
+
+
+def test_rebin_sum_adds_consecutive_bins_and_propagates_nan():
+    a = np.arange(2 * 8 * 3, dtype=np.float32).reshape(2, 8, 3)
+    a[1, 5, 2] = np.nan
+    out = rebin_sum(a, 4)
+    assert out.shape == (2, 2, 3)
+    np.testing.assert_array_equal(out[0, 1], a[0, 4:8].sum(axis=0))
+    assert np.isnan(out[1, 1, 2]) and not np.isnan(out[1, 1, :2]).any() and not np.isnan(out[:, 0]).any()
+    np.testing.assert_allclose(rebin_mean(a, 4)[0], out[0] / 4)
+    np.testing.assert_array_equal(rebin_sum(a, 1), a)  # factor 1: unchanged (NaN included)
+    with pytest.raises(NlbkitError, match="multiple"):
+        rebin_sum(a, 3)
+
+
+def test_folds_are_seeded_disjoint_and_of_equal_size():
+    folds = fold_indices(75, 5, seed=0)
+    assert [len(f) for f in folds] == [15] * 5
+    assert sorted(np.concatenate(folds).tolist()) == list(range(75))
+    assert all(np.array_equal(a, b) for a, b in zip(folds, fold_indices(75, 5, seed=0), strict=True))
+    assert not np.array_equal(folds[0], fold_indices(75, 5, seed=1)[0])
+    with pytest.raises(NlbkitError):
+        fold_indices(10, 5, fold_size=3)
+
+
+def test_explicit_eval_trials_split_a_train_only_file(tmp_path):
+    path = write_train_only(tmp_path / "train.h5", trials=12)
+    data = load_phase_data(path, "val", eval_index=np.array([7, 2, 5]))
+    assert data.eval_index.tolist() == [2, 5, 7] and len(data.fit) == 9
+    np.testing.assert_array_equal(data.eval.heldin, read_train_trials(path).heldin[[2, 5, 7]])
+    with pytest.raises(NlbkitError, match="distinct"):
+        load_phase_data(path, "val", eval_index=np.array([1, 1]))
+    with pytest.raises(NlbkitError, match="train trials"):
+        load_phase_data(write_prepared(tmp_path / "p.h5"), "val", eval_index=np.array([0]))
+
+
+def _read(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("bin_ms", [5, 20])
+def test_cv_writes_one_row_per_run_and_their_summary(tmp_path, bin_ms):
+    path = write_train_only(tmp_path / "train.h5", trials=20)
+    lines = []
+    result = run_cv(
+        "mc_maze_small",
+        tiny_config("train.epochs=2"),
+        path,
+        bin_ms,
+        tmp_path / "cv",
+        CvPlan(n_folds=2, seeds=(0,)),
+        progress=lines.append,
+    )
+    rows = _read(result.csv_path)
+    runs = [r for r in rows if r["fold"] not in ("mean", "sd")]
+    assert [(r["model"], r["fold"], r["seed"]) for r in runs] == [
+        ("langevin", "0", "0"), ("smoothing", "0", "0"), ("langevin", "1", "0"), ("smoothing", "1", "0"),
+    ]
+    assert len(lines) == 4
+    # the folds' eval trials, as each run recorded them: disjoint, and together every trial
+    from nlbkit.runs import RunDir
+
+    seen = []
+    for k in (0, 1):
+        info = RunDir(tmp_path / "cv" / "runs" / f"mc_maze_small_{bin_ms}ms_val_langevin_fold{k}_seed0").info()
+        seen.append(set(info["eval_index"]))
+        assert info["n_bins"] == T // (bin_ms // 5) and info["n_forward"] == F // (bin_ms // 5)
+    assert not seen[0] & seen[1] and seen[0] | seen[1] == set(range(20))
+    for model in ("langevin", "smoothing"):
+        mine = np.array([[float(r[m]) for m in METRICS] for r in runs if r["model"] == model])
+        mean = next(r for r in rows if r["model"] == model and r["fold"] == "mean")
+        sd = next(r for r in rows if r["model"] == model and r["fold"] == "sd")
+        np.testing.assert_allclose([float(mean[m]) for m in METRICS], mine.mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose([float(sd[m]) for m in METRICS], mine.std(axis=0, ddof=1), rtol=1e-12)
+        assert np.isfinite(mine).all()
+
+
+def test_cv_runs_a_subset_of_folds_and_repeats_smoothing_per_seed(tmp_path):
+    path = write_train_only(tmp_path / "train.h5", trials=20)
+    result = run_cv(
+        "mc_maze_small",
+        tiny_config("train.epochs=1"),
+        path,
+        5,
+        tmp_path / "cv",
+        CvPlan(n_folds=4, seeds=(0, 1), folds=(2,), models=("smoothing",)),
+    )
+    assert [(r["fold"], r["seed"]) for r in result.rows] == [(2, 0), (2, 1)]
+    assert result.rows[0]["co-bps"] == result.rows[1]["co-bps"]
+    with pytest.raises(NlbkitError, match="not in 0..3"):
+        run_cv("mc_maze_small", tiny_config(), path, 5, tmp_path / "x", CvPlan(n_folds=4, folds=(4,)))
