@@ -7,6 +7,7 @@ import pytest
 
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.tensor_file import load_phase_data, read_train_trials, rebin_mean, rebin_sum
+from nlbkit.runs import RunDir
 from nlbkit.train.cv import METRICS, CvPlan, fold_indices, run_cv
 from tests.training_fixtures import F, T, tiny_config, write_prepared, write_train_only
 
@@ -66,15 +67,17 @@ def test_cv_writes_one_row_per_run_and_their_summary(tmp_path, bin_ms):
     rows = _read(result.csv_path)
     runs = [r for r in rows if r["fold"] not in ("mean", "sd")]
     assert [(r["model"], r["fold"], r["seed"]) for r in runs] == [
-        ("langevin", "0", "0"), ("smoothing", "0", "0"), ("langevin", "1", "0"), ("smoothing", "1", "0"),
+        ("langevin", "0", "0"),
+        ("smoothing", "0", "0"),
+        ("langevin", "1", "0"),
+        ("smoothing", "1", "0"),
     ]
     assert len(lines) == 4
     # the folds' eval trials, as each run recorded them: disjoint, and together every trial
-    from nlbkit.runs import RunDir
-
     seen = []
     for k in (0, 1):
-        info = RunDir(tmp_path / "cv" / "runs" / f"mc_maze_small_{bin_ms}ms_val_langevin_fold{k}_seed0").info()
+        name = f"mc_maze_small_{bin_ms}ms_val_langevin_fold{k}_seed0"
+        info = RunDir(tmp_path / "cv" / "runs" / name).info()
         seen.append(set(info["eval_index"]))
         assert info["n_bins"] == T // (bin_ms // 5) and info["n_forward"] == F // (bin_ms // 5)
     assert not seen[0] & seen[1] and seen[0] | seen[1] == set(range(20))
