@@ -78,8 +78,8 @@ def test_cv_writes_one_row_per_run_and_their_summary(tmp_path, bin_ms):
     for k in (0, 1):
         name = f"mc_maze_small_{bin_ms}ms_val_langevin_fold{k}_seed0"
         info = RunDir(tmp_path / "cv" / "runs" / name).info()
-        seen.append(set(info["eval_index"]))
-        assert info["n_bins"] == T // (bin_ms // 5) and info["n_forward"] == F // (bin_ms // 5)
+        seen.append(set(info.eval_index))
+        assert info.n_bins == T // (bin_ms // 5) and info.n_forward == F // (bin_ms // 5)
     assert not seen[0] & seen[1] and seen[0] | seen[1] == set(range(20))
     for model in ("langevin", "smoothing"):
         mine = np.array([[float(r[m]) for m in METRICS] for r in runs if r["model"] == model])

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from nlbkit.errors import NlbkitError
-from nlbkit.nlb.h5io import load_val_target
+from nlbkit.nlb.h5io import load_val_target, open_h5
 from nlbkit.paths import atomic_path
 
 
@@ -186,13 +186,7 @@ def write_train_trials(path: str | Path, trials: TrialSet, attrs: dict | None = 
 def read_train_trials(path: str | Path) -> TrialSet:
     """Every trial of a file of train trials only (see module doc)."""
     path = Path(path)
-    if not path.exists():
-        raise NlbkitError(f"{path}: tensor file not found")
-    try:
-        handle = h5py.File(path, "r")
-    except OSError:
-        raise NlbkitError(f"{path}: not a readable HDF5 file") from None
-    with handle as h5:
+    with open_h5(path, "tensor file") as h5:
         if "train_spikes_heldin" not in h5:
             raise NlbkitError(f"{path}: not a file of train trials (no 'train_spikes_heldin' at its root)")
         return train_trials(h5, path)
@@ -211,15 +205,8 @@ def load_phase_data(
     seeded `eval_fraction` of them (cross-validation folds); it is an error for a prepared file.
     """
     path = Path(path)
-    if not path.exists():
-        raise NlbkitError(
-            f"{path}: tensor file not found (run `nlbkit prepare` first, or pass --from-tensors)"
-        )
-    try:
-        handle = h5py.File(path, "r")
-    except OSError:
-        raise NlbkitError(f"{path}: not a readable HDF5 file") from None
-    with handle as h5:
+    hint = " (run `nlbkit prepare` first, or pass --from-tensors)"
+    with open_h5(path, "tensor file", hint=hint) as h5:
         if "train" in h5 and isinstance(h5["train"], h5py.Group):
             if eval_index is not None:
                 raise NlbkitError(f"{path}: eval trials can be chosen only in a file of train trials")

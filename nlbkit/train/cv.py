@@ -28,6 +28,7 @@ import numpy as np
 
 from nlbkit.config import RunConfig
 from nlbkit.errors import NlbkitError
+from nlbkit.models import get_model
 from nlbkit.nlb.tensor_file import read_train_trials, rebin_trials, write_train_trials
 from nlbkit.paths import atomic_path
 
@@ -144,23 +145,24 @@ def run_cv(
     train_progress: bool = False,
 ) -> CvResult:
     """Run `plan` on `tensors` (a 5 ms train-only file) at `bin_ms`; write out_dir/cv.csv (see module doc)."""
-    from nlbkit.train.run import train_run
-
     plan = plan or CvPlan()
     for model in plan.models:
-        if model not in MODELS:
-            raise NlbkitError(f"unknown model '{model}': use one of {', '.join(MODELS)}")
+        get_model(model)
+    n_trials = len(read_train_trials(tensors))  # a bad file fails here, before torch is imported
+    folds = fold_indices(n_trials, plan.n_folds, plan.fold_size, plan.split_seed)
+    chosen = plan.chosen_folds()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     source = source_for_bin(Path(tensors), bin_ms, out_dir)
-    n_trials = len(read_train_trials(source))
-    folds = fold_indices(n_trials, plan.n_folds, plan.fold_size, plan.split_seed)
+
+    from nlbkit.train.run import train_run
+
     result = CvResult(csv_path=out_dir / "cv.csv")
     say = progress or (lambda line: None)
     smoothing_rows: dict[int, dict] = {}  # fold -> its smoothing row (fitted once, seed-free)
     # Seed-major: every fold of the first seed before the second, so a stopped run has all folds.
     for seed in plan.seeds:
-        for k in plan.chosen_folds():
+        for k in chosen:
             for model in plan.models:
                 if model == "smoothing" and k in smoothing_rows:
                     result.rows.append({**smoothing_rows[k], "seed": seed})
@@ -173,9 +175,9 @@ def run_cv(
                 outcome = train_run(
                     dataset,
                     run_cfg,
-                    bin_ms,
-                    "val",
-                    model,
+                    bin_ms=bin_ms,
+                    phase="val",
+                    model=model,
                     from_tensors=source,
                     run_root=out_dir / "runs",
                     tag=f"fold{k}_seed{seed}",
