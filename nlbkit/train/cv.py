@@ -4,13 +4,13 @@ The trials of a train-only tensor file (nlb_tools' train key names at its root, 
 permuted with a seed and cut into `n_folds` disjoint folds of `fold_size` trials (default: as many
 as fit, 75 trials -> 5 x 15). For each fold and seed, each model is fitted on every other trial and
 scored on the fold with the official metrics (`train_run` with the fold as `eval_index`, so the
-split is the one `nlbkit train --from-tensors` makes, with its trials named explicitly). At 20 ms
+split is the one `nlbkit train --from-tensors` makes, with its trials named explicitly; fold 0 of
+split seed s is exactly the 15-of-75 holdout of `--from-tensors --seed s`). At 20 ms
 the 5 ms file is first rebinned (`rebin_trials`: spikes summed over 4 bins, behaviour averaged).
 
 Runs go seed by seed (every fold of the first seed, then of the next). One row per model x fold x
 seed goes to `cv.csv`, rewritten after every run so that a stopped benchmark keeps what
-finished; the summary rows (mean and sample sd, ddof=1, over folds x seeds)
-follow. The smoothing baseline does not depend on the seed: it is fitted once per fold and its
+finished; the summary rows (mean and sample sd, ddof=1, over folds x seeds) follow. The smoothing baseline does not depend on the seed: it is fitted once per fold and its
 row repeated for each seed, so both models average over the same folds x seeds.
 """
 
