@@ -10,8 +10,9 @@ the 5 ms file is first rebinned (`rebin_trials`: spikes summed over 4 bins, beha
 
 Runs go seed by seed (every fold of the first seed, then of the next). One row per model x fold x
 seed goes to `cv.csv`, rewritten after every run so that a stopped benchmark keeps what
-finished; the summary rows (mean and sample sd, ddof=1, over folds x seeds) follow. The smoothing baseline does not depend on the seed: it is fitted once per fold and its
-row repeated for each seed, so both models average over the same folds x seeds.
+finished; the summary rows (mean and sample sd, ddof=1, over folds x seeds) follow. The
+smoothing baseline does not depend on the seed: it is fitted once per fold and its row repeated
+for each seed, so both models average over the same folds x seeds.
 """
 
 from __future__ import annotations
