@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "train": "Train LangevinFlow (or the smoothing baseline) and score it.",
     "predict": "Write rates for an input tensor file from a trained run.",
     "evaluate": "Score runs with the official NLB metrics.",
+    "leaderboard": "Rank scored runs among the published NLB'21 results.",
     "submit": "Merge runs into one EvalAI submission file.",
     "validate": "Check a submission file before upload.",
     "bench": "Benchmarks: nlbkit against nlb_tools, side by side.",
