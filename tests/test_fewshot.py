@@ -169,3 +169,65 @@ def test_silent_neuron_in_the_shots_gives_a_finite_score(data):
     assert np.exp(b[0]) < 1e-5 and np.all(np.abs(w[:, 0]) < 1e-5)  # rate driven to ~0, as sklearn
     s = fewshot_co_bps(tr_z, tr_y, ev_z, ev_y, k=4, repeats=3, seed=0)
     assert np.all(np.isfinite(s.scores))
+
+
+# --- `nlbkit evaluate --fewshot` on run directories -------------------------------------------------
+
+
+def test_per_bin_repeats_steps_over_their_bins_and_drops_the_padding():
+    from nlbkit.scoring.fewshot_run import per_bin
+
+    steps = np.arange(3, dtype=float)[None, :, None]  # 3 steps of 4 bins cover 10 bins, 2 padded
+    np.testing.assert_array_equal(per_bin(steps, 4, 10)[0, :, 0], [0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
+    np.testing.assert_array_equal(per_bin(steps, 1, 3), steps)
+
+
+@pytest.mark.slow
+def test_evaluate_fewshot_on_a_smoothing_run(tmp_path, nlbkit_cli):
+    import json
+
+    from nlbkit.models.smoothing import SmoothingBaseline, smooth_spikes
+    from nlbkit.nlb.tensor_file import load_phase_data
+    from nlbkit.scoring.evaluate import format_table, score_run
+    from nlbkit.scoring.fewshot import column_names
+    from nlbkit.train.run import train_run
+    from tests.training_fixtures import tiny_config, write_prepared
+
+    tensors = write_prepared(tmp_path / "data" / "mc_maze_small" / "tensors_5ms.h5", n_train=40, n_val=20)
+    out = train_run("mc_maze_small", tiny_config(), model="smoothing", from_tensors=tensors,
+                    run_root=tmp_path / "runs", progress=False)
+    result = nlbkit_cli("evaluate", out.run.path, "--fewshot", "--fewshot-k", "8",
+                        "--fewshot-repeats", "5", "--json")
+    scores = json.loads(result.stdout)["runs"][0]["scores"]
+    mean_name, sd_name = column_names(8)
+    assert scores["co-bps"] == pytest.approx(out.scores["co-bps"], abs=1e-12)
+    # the same number from the pieces: smoothed held-in counts of the train and val trials
+    data = load_phase_data(tensors, "val")
+    window = SmoothingBaseline.load(out.run.smoothing_weights).window
+    direct = fewshot_co_bps(smooth_spikes(data.fit.heldin, window), data.fit.heldout,
+                            smooth_spikes(data.eval.heldin, window), data.targets["eval_spikes_heldout"],
+                            k=8, repeats=5, seed=0)
+    assert scores[mean_name] == pytest.approx(direct.mean, abs=1e-12)
+    assert scores[sd_name] == pytest.approx(direct.sd, abs=1e-12) and direct.sd > 0
+    scored = score_run(out.run.path)
+    scored.scores.update({mean_name: direct.mean, sd_name: direct.sd})
+    table = format_table([scored])
+    assert mean_name in table.splitlines()[0] and f"{direct.mean:.4f}" in table
+
+
+@pytest.mark.slow
+def test_fewshot_of_a_langevin_run_reads_z_and_v(tmp_path):
+    from nlbkit.scoring.evaluate import read_run
+    from nlbkit.scoring.fewshot_run import langevin_latents, run_fewshot, run_trials
+    from nlbkit.train.run import train_run
+    from tests.training_fixtures import N_IN, T, tiny_config, write_prepared
+
+    tensors = write_prepared(tmp_path / "tensors_5ms.h5", n_train=24, n_val=8)
+    out = train_run("mc_maze_small", tiny_config(), model="langevin", from_tensors=tensors,
+                    run_root=tmp_path / "runs", progress=False)
+    fit, eval_heldin = run_trials(read_run(out.run.path))
+    assert fit.heldin.shape == (24, T, N_IN) and eval_heldin.shape == (8, T, N_IN)
+    z = langevin_latents(out.run.path, eval_heldin)
+    assert z.shape[:2] == (8, T) and np.isfinite(z).all()
+    score = run_fewshot(out.run.path, k=4, repeats=3)
+    assert score.scores.shape == (3,) and np.isfinite(score.scores).all()

@@ -150,6 +150,24 @@ def default_test_targets(data_dir: str | os.PathLike | None) -> Path | None:
     return path if path.exists() else None
 
 
+def run_target(
+    run: RunInfo,
+    data_dir: str | os.PathLike | None = None,
+    targets_file: str | os.PathLike | None = None,
+) -> dict[str, np.ndarray]:
+    """The eval targets a run is scored against (see `score_run`)."""
+    tensors_file = None
+    if data_dir is None and run.tensors is not None and run.tensors.exists():
+        tensors_file = run.tensors
+    if run.eval_index is not None:
+        if run.tensors is None:
+            raise NlbkitError(f"{run.run_dir}: run.json lists held-out trials but no tensor file")
+        return holdout_target(run.tensors, run.eval_index)
+    if run.phase == "test" and targets_file is None:
+        targets_file = default_test_targets(data_dir)
+    return target_for(run.dataset, run.bin_ms, run.phase, data_dir, targets_file, tensors_file)
+
+
 def score_run(
     run_dir: str | os.PathLike,
     phase: str | None = None,
@@ -163,17 +181,7 @@ def score_run(
     run = read_run(run_dir)
     if phase is not None and phase != run.phase:
         raise NlbkitError(f"{run.run_dir}: a {run.phase}-phase run cannot be scored in phase {phase}")
-    tensors_file = None
-    if data_dir is None and run.tensors is not None and run.tensors.exists():
-        tensors_file = run.tensors
-    if run.eval_index is not None:
-        if run.tensors is None:
-            raise NlbkitError(f"{run.run_dir}: run.json lists held-out trials but no tensor file")
-        target = holdout_target(run.tensors, run.eval_index)
-    else:
-        if run.phase == "test" and targets_file is None:
-            targets_file = default_test_targets(data_dir)
-        target = target_for(run.dataset, run.bin_ms, run.phase, data_dir, targets_file, tensors_file)
+    target = run_target(run, data_dir, targets_file)
     try:
         scores = evaluate_group(run.dataset, run.bin_ms, target, read_rates(run))
     except (KeyError, ValueError) as exc:
@@ -203,6 +211,8 @@ def format_table(scores: Sequence[RunScore]) -> str:
     """A plain-text table: one row per run, one column per metric present in any run."""
     rows = order_for_table(scores)
     metrics = [m for m in METRIC_NAMES if any(m in s.scores for s in rows)]
+    # extra columns (few-shot co-bps) after the official metrics, in the order they first appear
+    metrics += list(dict.fromkeys(k for s in rows for k in s.scores if k not in METRIC_NAMES))
     header = ["dataset", "bin", "phase", "model", "run", *metrics]
     body = [
         [
