@@ -158,7 +158,7 @@ def test_fast_enough():
     s = fewshot_co_bps(z[:75], spikes[:75], z[75:], spikes[75:], k=16, repeats=20, seed=0)
     elapsed = time.perf_counter() - start
     assert np.isfinite(s.mean) and s.mean > 0
-    assert elapsed < 2.0, f"took {elapsed:.2f}s"
+    assert elapsed < 10.0, f"took {elapsed:.2f}s"  # about 0.25 s unloaded; slack for a busy machine
 
 
 def test_silent_neuron_in_the_shots_gives_a_finite_score(data):
