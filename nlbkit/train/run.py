@@ -48,6 +48,7 @@ class TrainOutcome:
     scores: dict[str, float]
     baseline: dict[str, float] = field(default_factory=dict)  # the smoothing baseline's, same trials
     epochs: int = 0
+    stop_note: str | None = None  # why training ended before its last epoch (early stopping)
 
 
 def train_run(
@@ -105,16 +106,16 @@ def train_run(
     )
     if model == "smoothing":
         train_rates, eval_rates = _fit_smoothing(run, data, cfg.smoothing, bin_ms)
-        epochs = 0
+        epochs, stop_note = 0, None
     else:
-        train_rates, eval_rates, epochs = _fit_torch(
+        train_rates, eval_rates, epochs, stop_note = _fit_torch(
             run, data, cfg, resume, progress, model_factory, on_epoch
         )
     rates = rates_dict(train_rates, eval_rates, data.n_heldin, data.fit.heldin.shape[1])
     write_rates(run.rates_h5, dataset, bin_ms, data.phase, rates)
     scores = score_rates(dataset, bin_ms, data.targets, rates)
     write_json(run.scores_json, scores)
-    outcome = TrainOutcome(run=run, scores=scores, epochs=epochs)
+    outcome = TrainOutcome(run=run, scores=scores, epochs=epochs, stop_note=stop_note)
     if model == "langevin" and cfg.train.compare_smoothing and scores:
         outcome.baseline = baseline_scores(
             dataset, cfg, bin_ms, data.phase, data_dir, from_tensors, run_root, tag, info
@@ -140,7 +141,7 @@ def _fit_torch(
     progress: bool,
     model_factory: ModelFactory,
     on_epoch: Callable[[int], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray, int, str | None]:
     tc = cfg.train
     device = resolve_device(tc.device)
     threads = tc.threads or (1 if (os.cpu_count() or 1) <= 2 else 0)
@@ -163,7 +164,7 @@ def _fit_torch(
     samples = cfg.model.prediction_samples
     train_rates = predict(net, data.fit.heldin, samples, tc.batch_size, device)
     eval_rates = predict(net, data.eval.heldin, samples, tc.batch_size, device)
-    return train_rates, eval_rates, epochs
+    return train_rates, eval_rates, epochs, trainer.stop_note
 
 
 def baseline_scores(
