@@ -322,3 +322,18 @@ def test_leaderboard_runs_the_test_phase_for_every_dataset_and_bin(tmp_path):
         for bin_ms in (5, 20):
             assert f"nlbkit train {dataset} --model langevin --bin-ms {bin_ms} --phase test" in out
     assert "leaderboard_test.h5" in out and "nlbkit validate" in out
+
+
+def test_submit_without_run_dirs_names_the_runs_it_took(workspace, tmp_path):
+    from click.testing import CliRunner
+
+    from nlbkit.cli import main
+
+    out_file = tmp_path / "picked.h5"
+    result = CliRunner().invoke(main, ["submit", "--runs", str(workspace["runs"]), "--phase", "val",
+                                       "-o", str(out_file)])
+    assert result.exit_code == 0, result.output
+    listed = [line.strip() for line in result.stdout.splitlines() if line.startswith("  ")]
+    expected = [str(workspace["run_dirs"][(d, b, "langevin")]) for d, b in GROUPS]
+    assert sorted(listed) == sorted(expected)
+    assert "took the latest finished langevin run of each dataset and bin" in result.stdout
