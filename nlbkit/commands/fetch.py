@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from nlbkit.commands.dataset_arg import DATASET_OR_ALL
 from nlbkit.errors import NlbkitError
 from nlbkit.fetch.download import LocalState, RetryPolicy, human_bytes, partial_dir
 
@@ -14,7 +15,7 @@ INSTANCE_HELP = (
 
 
 @click.command(name="fetch")
-@click.argument("datasets", nargs=-1, metavar="[DATASET]... | all")
+@click.argument("datasets", nargs=-1, type=DATASET_OR_ALL, metavar="[DATASET]... | all")
 @click.option("--list", "list_only", is_flag=True,
               help="Show each dataset's files, their size in the archive and whether a verified copy is "
                    "present; download nothing. Without names: all datasets.")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from nlbkit.nlb.datasets import DATASET_NAMES
+from nlbkit.commands.dataset_arg import DATASET
 
 
 @click.command(name="sweep")
-@click.argument("dataset", type=click.Choice(DATASET_NAMES))
+@click.argument("dataset", type=DATASET)
 @click.option("--samples", type=int, default=8, show_default=True, help="Number of trials.")
 @click.option("--scheduler", type=click.Choice(["asha", "pbt"]), default="asha", show_default=True,
               help="asha: stop poor trials early. pbt: population-based training (copy good trials' "

@@ -6,11 +6,12 @@ import time
 
 import click
 
+from nlbkit.commands.dataset_arg import DATASET_OR_ALL
 from nlbkit.nlb.datasets import DATASET_NAMES
 
 
 @click.command(name="synth")
-@click.argument("dataset", type=click.Choice([*DATASET_NAMES, "all"]), metavar="DATASET|all")
+@click.argument("dataset", type=DATASET_OR_ALL)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Root of the data directory (default: $NLBKIT_DATA or data/).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generator.")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
+from nlbkit.commands.dataset_arg import DATASET
 from nlbkit.commands.rerun import rerun_command
 from nlbkit.errors import NlbkitError
-from nlbkit.nlb.datasets import DATASET_NAMES
 
 
 @click.command(name="train")
-@click.argument("dataset", type=click.Choice(DATASET_NAMES))
+@click.argument("dataset", type=DATASET)
 @click.option(
     "--model",
     "model_name",
