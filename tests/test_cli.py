@@ -52,3 +52,20 @@ def test_every_dataset_argument_answers_a_typo_the_same_way_without_torch():
         assert (code, stderr) == (1, expected), name
         assert usage.startswith(f"Usage: main {name} [OPTIONS]") and "DATASET" in usage, usage
         assert "mc_maze|" not in usage  # no choice list broken across lines
+
+
+def test_click_errors_and_ctrl_c_read_like_nlbkit_errors(monkeypatch):
+    from click.testing import CliRunner
+
+    from nlbkit.cli import main
+
+    bad = CliRunner().invoke(main, ["prepare", "mc_maze_small", "--bin-ms", "7"])
+    assert bad.exit_code == 2
+    assert bad.stderr.splitlines()[-1] == "error: invalid value for '--bin-ms': '7' is not one of '5', '20'."
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("nlbkit.prepare.tensors.prepare", interrupted)
+    stopped = CliRunner().invoke(main, ["prepare", "mc_maze_small"])
+    assert stopped.exit_code == 1 and stopped.stderr.strip() == "error: interrupted"

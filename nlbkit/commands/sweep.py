@@ -19,10 +19,12 @@ from nlbkit.commands.dataset_arg import DATASET
 @click.option("--cpus", type=int, default=None,
               help="CPUs of the local Ray instance (default: all); trials run --cpus / --cpus-per-trial "
                    "at a time.")
-@click.option("--cpus-per-trial", type=float, default=1.0, show_default=True)
+@click.option("--cpus-per-trial", type=float, default=1.0, show_default=True,
+              help="CPUs Ray reserves for each trial (a fraction lets trials share a CPU).")
 @click.option("--gpus-per-trial", type=float, default=0.0, show_default=True,
               help="GPUs per trial (fractions share a GPU); > 0 trains on CUDA.")
-@click.option("--bin-ms", type=click.Choice(["5", "20"]), default="5", show_default=True)
+@click.option("--bin-ms", type=click.Choice(["5", "20"]), default="5", show_default=True,
+              help="Bin size (ms): reads <dataset>/tensors_<bin>ms.h5.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Data directory (default data/, or $NLBKIT_DATA); reads <dataset>/tensors_<bin>ms.h5.")
 @click.option("--from-tensors", type=click.Path(dir_okay=False), default=None,
