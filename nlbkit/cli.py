@@ -71,8 +71,13 @@ class DebuggableGroup(LazyGroup):
         except click.ClickException as exc:
             click.echo(f"error: {_sentence_start(exc.format_message())}", err=True)
             sys.exit(exc.exit_code)
-        except click.Abort:
-            click.echo("error: interrupted", err=True)
+        except click.Abort as exc:
+            # click turns both Ctrl-C and an EOFError (a file or input that ended early) into Abort
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, EOFError):
+                click.echo(f"error: unexpected end of input ({cause or 'EOFError'})", err=True)
+            else:
+                click.echo("error: interrupted", err=True)
             sys.exit(1)
         sys.exit(result if isinstance(result, int) else 0)
 

@@ -28,6 +28,7 @@ from nlbkit.nlb.tensor_file import TrialSet, holdout_split
 from nlbkit.paths import atomic_path
 from nlbkit.runs import RunDir
 from nlbkit.scoring.metrics import bits_per_spike
+from nlbkit.train.checkpoint import load_checkpoint, load_weights
 from nlbkit.train.progress import EpochProgress, stop_line
 
 CSV_FIELDS = (
@@ -216,8 +217,9 @@ class Trainer:
         """Continue from `checkpoints/last.pt`: weights, optimiser, scheduler, RNGs and the log."""
         if not self.run.last_ckpt.exists():
             raise NlbkitError(f"{self.run.last_ckpt}: no checkpoint to resume from")
-        state = torch.load(self.run.last_ckpt, map_location=self.device, weights_only=False)
-        self.model.load_state_dict(state["model"])
+        needs = ("model", "optimizer", "scheduler", "scaler", "epoch", "best_co_bps", "best_epoch", "rng")
+        state = load_checkpoint(self.run.last_ckpt, self.device, needs)
+        load_weights(self.model, state, self.run.last_ckpt)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -386,5 +388,4 @@ class Trainer:
     def load_best(self) -> None:
         """Weights of the best checkpoint (the last one when there was no validation)."""
         path = self.run.best_ckpt if self.run.best_ckpt.exists() else self.run.last_ckpt
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        self.model.load_state_dict(state["model"])
+        load_weights(self.model, load_checkpoint(path, self.device), path)

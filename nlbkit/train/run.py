@@ -24,6 +24,7 @@ from nlbkit.nlb.tensor_file import PhaseData, load_phase_data
 from nlbkit.paths import tensors_path
 from nlbkit.runs import MODELS, RunDir, create_run, rates_dict, run_name, write_json, write_rates
 from nlbkit.scoring.rates import score_rates
+from nlbkit.train.checkpoint import load_checkpoint, load_weights
 from nlbkit.train.loop import (
     Trainer,
     add_heldin_of,
@@ -33,6 +34,7 @@ from nlbkit.train.loop import (
     split_validation,
 )
 
+PREDICT_NEEDS = ("dataset", "bin_ms", "phase", "model", "n_heldin", "n_heldout", "n_forward")
 ModelFactory = Callable[[RunConfig, int, int, int], torch.nn.Module]
 
 
@@ -230,6 +232,9 @@ def predict_file(
     """Rates of a trained run for the trials of `input_path`, written to `output` (rates.h5 format)."""
     run = RunDir(Path(run_dir))
     info, cfg = run.info(), run.config()
+    missing = [k for k in PREDICT_NEEDS if k not in info]
+    if missing:
+        raise NlbkitError(f"{run.run_json}: missing {', '.join(missing)}")
     eval_heldin, train_heldin = _read_input(Path(input_path), info["phase"])
     n_heldin = info["n_heldin"]
     for name, array in (("eval_spikes_heldin", eval_heldin), ("train_spikes_heldin", train_heldin)):
@@ -271,5 +276,4 @@ def load_network(
     if not path.exists():
         raise NlbkitError(f"{run.path}: no checkpoint (checkpoints/best.pt or last.pt)")
     net = model_factory(cfg, info["n_heldin"], info["n_heldout"], info["n_forward"]).to(device)
-    net.load_state_dict(torch.load(path, map_location=device, weights_only=False)["model"])
-    return net.eval()
+    return load_weights(net, load_checkpoint(path, device), path).eval()
