@@ -19,7 +19,8 @@ from nlbkit.train.run import train_run
 from tests.training_fixtures import tiny_config, write_prepared
 
 TINY = ["--set", "model.hidden=8", "--set", "model.ff_dim=16", "--set", "train.batch_size=8",
-        "--set", "model.prediction_samples=2", "--set", "train.val_every=1", "--set", "train.kl_ramp_epochs=1",
+        "--set", "model.prediction_samples=2", "--set", "train.val_every=1",
+        "--set", "train.kl_ramp_epochs=1",
         "--set", "train.compare_smoothing=false", "--device", "cpu", "--quiet"]
 
 
@@ -100,7 +101,8 @@ def test_run_json_missing_a_key(run, tmp_path, command):
     one_line_error(_reading_command(command, run_dir, tensors, tmp_path), "run.json", key)
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"train": {"no_such_setting": 1}}', '{"train": {"lr": "fast"}}'])
+@pytest.mark.parametrize("content", ["{not json", '{"train": {"no_such_setting": 1}}',
+                                     '{"train": {"lr": "fast"}}'])
 def test_config_json_damaged(run, tmp_path, content):
     tensors, run_dir = run
     (run_dir / "config.json").write_text(content)
