@@ -44,10 +44,10 @@ def test_a_log_gets_plain_lines_not_a_bar():
     stream = io.StringIO()
     progress = EpochProgress(total=40, device="cpu", stream=stream, tty=False)
     for epoch in range(1, 41):
-        progress.update(epoch, 0.5, 0.1)
+        progress.update(epoch, 0.5, 0.1 if epoch % 2 else float("nan"))  # validation every 2nd epoch
     progress.close()
     lines = stream.getvalue().splitlines()
-    assert "\r" not in stream.getvalue()
+    assert "\r" not in stream.getvalue() and "nan" not in stream.getvalue()
     assert plain_every(40) == 2
     assert [line.split(":")[0] for line in lines if line.startswith("epoch ")] == [
         f"epoch {e}/40" for e in (1, *range(2, 41, 2))

@@ -78,6 +78,7 @@ class EpochProgress:
         self.every = plain_every(total)
         self.started = time.perf_counter()
         self.estimated = False
+        self.latest_co_bps = float("nan")
         self.bar = None
         if enabled and self.tty:
             from tqdm.auto import tqdm
@@ -95,9 +96,12 @@ class EpochProgress:
             print(line, file=self.stream, flush=True)
 
     def update(self, epoch: int, loss: float, val_co_bps: float) -> None:
-        """After epoch `epoch` (1-based) is complete."""
+        """After epoch `epoch` (1-based) is complete; `val_co_bps` is NaN where it did not validate."""
         if not self.enabled:
             return
+        if math.isnan(val_co_bps):  # no validation this epoch: show the latest one
+            val_co_bps = self.latest_co_bps
+        self.latest_co_bps = val_co_bps
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{loss:.4f}", val_co_bps=f"{val_co_bps:.4f}")
