@@ -94,3 +94,12 @@ def disk_full(exc: OSError) -> bool:
     """ENOSPC, also as HDF5 reports it (an OSError whose text holds the errno)."""
     text = str(exc)
     return exc.errno == errno.ENOSPC or "No space left on device" in text or "errno = 28" in text
+
+
+def write_json(path: str | os.PathLike, data: object) -> Path:
+    """`data` as indented JSON, written atomically."""
+    import json
+
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(data, indent=2) + "\n")
+    return Path(path)

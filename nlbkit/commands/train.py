@@ -7,6 +7,7 @@ import click
 from nlbkit.commands.dataset_arg import DATASET
 from nlbkit.commands.rerun import rerun_command
 from nlbkit.errors import NlbkitError
+from nlbkit.models import MODEL_NAMES, REGISTRY
 
 
 @click.command(name="train")
@@ -14,10 +15,10 @@ from nlbkit.errors import NlbkitError
 @click.option(
     "--model",
     "model_name",
-    type=click.Choice(["langevin", "smoothing"]),
+    type=click.Choice(MODEL_NAMES),
     default="langevin",
     show_default=True,
-    help="LangevinFlow or the NLB smoothing baseline.",
+    help="Registered models: " + "; ".join(f"{m.name}: {m.description}" for m in REGISTRY.values()) + ".",
 )
 @click.option(
     "--bin-ms", type=click.Choice(["5", "20"]), default="5", show_default=True, help="Bin size (ms)."
@@ -110,7 +111,7 @@ def command(
       nlbkit train mc_maze_small --from-tensors mc_maze_small_train_5ms.h5
     """
     from nlbkit.config import build_config, dumps, set_value
-    from nlbkit.scoring.rates import format_table
+    from nlbkit.scoring.tables import side_by_side
     from nlbkit.train.run import train_run
 
     cfg = build_config(dataset, config_file, list(overrides))
@@ -126,13 +127,13 @@ def command(
         outcome = train_run(
             dataset,
             cfg,
-            int(bin_ms),
-            phase,
-            model_name,
-            data_dir,
-            from_tensors,
-            run_root,
-            tag,
+            bin_ms=int(bin_ms),
+            phase=phase,
+            model=model_name,
+            data_dir=data_dir,
+            from_tensors=from_tensors,
+            run_root=run_root,
+            tag=tag,
             resume=resume,
             overwrite=overwrite,
             progress=not quiet,
@@ -165,4 +166,4 @@ def command(
     columns = {model_name: outcome.scores}
     if outcome.baseline:
         columns["smoothing"] = outcome.baseline
-    click.echo(format_table(columns))
+    click.echo(side_by_side(columns))
