@@ -31,7 +31,7 @@ def command(dataset: str, data_dir: str | None, seed: int, scale: str) -> None:
     from nlbkit.synth.generate import write_dataset
 
     names = list(DATASET_NAMES) if dataset == "all" else [dataset]
-    for name in tqdm(names, desc="synth", unit="dataset", disable=len(names) == 1):
+    for name in tqdm(names, desc="synth", unit="dataset", disable=True if len(names) == 1 else None):
         t0 = time.perf_counter()
         train, test = write_dataset(name, data_dir, seed=seed, scale=scale)
         click.echo(f"{name}: {train} and {test} ({time.perf_counter() - t0:.1f} s)")
