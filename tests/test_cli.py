@@ -69,3 +69,13 @@ def test_click_errors_and_ctrl_c_read_like_nlbkit_errors(monkeypatch):
     monkeypatch.setattr("nlbkit.prepare.tensors.prepare", interrupted)
     stopped = CliRunner().invoke(main, ["prepare", "mc_maze_small"])
     assert stopped.exit_code == 1 and stopped.stderr.strip() == "error: interrupted"
+
+
+def test_bare_nlbkit_shows_the_help_not_an_error():
+    from click.testing import CliRunner
+
+    from nlbkit.cli import main
+
+    result = CliRunner().invoke(main, [])
+    assert "Typical path:" in result.output and "error:" not in result.output
+    assert "runs/mc_maze_small_5ms_val_langevin" in result.output

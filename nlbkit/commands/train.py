@@ -160,8 +160,9 @@ def command(
     if outcome.stop_note and quiet:
         click.echo(outcome.stop_note)
     if not outcome.scores:
+        where = f" --data-dir {data_dir}" if data_dir else ""
         click.echo("no local scores (test phase: the tensor file holds no test targets); to score it, "
-                   f"`nlbkit fetch --targets` then `nlbkit evaluate {outcome.run.path}`")
+                   f"`nlbkit fetch --targets{where}` then `nlbkit evaluate {outcome.run.path}{where}`")
         return
     columns = {model_name: outcome.scores}
     if outcome.baseline:
