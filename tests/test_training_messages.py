@@ -113,3 +113,26 @@ def test_nan_loss_suggests_a_lower_learning_rate_not_resume(tensors, tmp_path, m
     assert len(err.splitlines()) == 1 and "no checkpoint" in err
     assert "--resume" not in err
     assert err.endswith("--overwrite --set train.lr=0.001")
+
+
+@pytest.mark.slow  # a fresh interpreter importing torch: ~25 s on the shared machine
+def test_a_real_sigint_during_training(tensors, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    runs = tmp_path / "r"
+    args = [sys.executable, "-m", "nlbkit", "train", "mc_maze_small", "--from-tensors", str(tensors),
+            "--run-dir", str(runs), "--epochs", "100000", *TINY]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = runs / "mc_maze_small_5ms_val_langevin" / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 120
+    while not last.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    line = [x for x in err.splitlines() if x.startswith("error: ")]
+    assert len(line) == 1 and "is kept; continue with: nlbkit train mc_maze_small" in line[0], err[-2000:]
+    assert line[0].endswith("--resume") and "Traceback" not in err
