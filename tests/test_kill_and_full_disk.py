@@ -125,6 +125,7 @@ SUBMIT_KILLED_MID_FILE = """
 """
 
 
+@pytest.mark.slow  # two fresh interpreters importing the scoring stack: ~15 s on the shared machine
 def test_submit_killed_leaves_no_partial_file_and_reruns(runs, tmp_path):
     output = tmp_path / "sub.h5"
     code = SUBMIT_KILLED_MID_FILE.format(runs=[str(r) for r in runs], output=str(output))
