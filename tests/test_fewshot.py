@@ -188,8 +188,9 @@ def test_evaluate_fewshot_on_a_smoothing_run(tmp_path, nlbkit_cli):
 
     from nlbkit.models.smoothing import SmoothingBaseline, smooth_spikes
     from nlbkit.nlb.tensor_file import load_phase_data
-    from nlbkit.scoring.evaluate import format_table, score_run
+    from nlbkit.scoring.evaluate import score_run
     from nlbkit.scoring.fewshot import column_names
+    from nlbkit.scoring.tables import format_table
     from nlbkit.train.run import train_run
     from tests.training_fixtures import tiny_config, write_prepared
 
@@ -217,7 +218,7 @@ def test_evaluate_fewshot_on_a_smoothing_run(tmp_path, nlbkit_cli):
 
 @pytest.mark.slow
 def test_fewshot_of_a_langevin_run_reads_z_and_v(tmp_path):
-    from nlbkit.scoring.evaluate import read_run
+    from nlbkit.runs import read_run
     from nlbkit.scoring.fewshot_run import langevin_latents, run_fewshot, run_trials
     from nlbkit.train.run import train_run
     from tests.training_fixtures import N_IN, T, tiny_config, write_prepared

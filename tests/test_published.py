@@ -9,8 +9,8 @@ import pytest
 
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import DATASET_NAMES
+from nlbkit.nlb.keys import METRIC_NAMES
 from nlbkit.nlb.published import COLUMNS, METRIC_COLUMNS, PUBLISHED_CSV, load_published, published_for
-from nlbkit.scoring.metrics import METRIC_NAMES
 
 
 def _raw_rows() -> tuple[list[str], list[dict[str, str]]]:

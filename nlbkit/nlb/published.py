@@ -14,17 +14,11 @@ from pathlib import Path
 
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import BIN_SIZES_MS, DATASET_NAMES
+from nlbkit.nlb.keys import METRIC_NAMES, PHASES
 
 PUBLISHED_CSV = Path(__file__).with_name("published.csv")
-PHASES = ("val", "test")
-# CSV column -> nlb_tools' metric name (nlbkit.scoring.metrics.METRIC_NAMES)
-METRIC_COLUMNS: dict[str, str] = {
-    "co_bps": "co-bps",
-    "vel_r2": "vel R2",
-    "psth_r2": "psth R2",
-    "fp_bps": "fp-bps",
-    "tp_corr": "tp corr",
-}
+# CSV column -> nlb_tools' metric name, in METRIC_NAMES order ("vel R2" -> "vel_r2")
+METRIC_COLUMNS: dict[str, str] = {m.lower().replace("-", "_").replace(" ", "_"): m for m in METRIC_NAMES}
 COLUMNS: tuple[str, ...] = (
     "dataset", "bin_ms", "phase", "method", *METRIC_COLUMNS, "source", "source_detail", "read_on",
 )

@@ -23,7 +23,8 @@ from nlbkit.errors import NlbkitError
 from nlbkit.nlb.h5io import open_h5
 from nlbkit.nlb.tensor_file import TrialSet, load_phase_data, train_trials
 from nlbkit.paths import tensors_path
-from nlbkit.scoring.evaluate import RunInfo, read_run, run_target
+from nlbkit.runs import RunInfo, read_run
+from nlbkit.scoring.evaluate import run_target
 from nlbkit.scoring.fewshot import FewShotScore, fewshot_co_bps
 
 DEFAULT_K = 16

@@ -19,10 +19,11 @@ from pathlib import Path
 import h5py
 
 from nlbkit.nlb.datasets import DATASET_NAMES
+from nlbkit.nlb.keys import METRIC_NAMES, TRAIN_GROUP
 from nlbkit.nlb.published import PublishedEntry, load_published, published_for
 from nlbkit.paths import atomic_path
-from nlbkit.scoring.evaluate import TRAIN_GROUP, RunInfo, RunScore, score_run
-from nlbkit.scoring.metrics import METRIC_NAMES
+from nlbkit.runs import RunInfo
+from nlbkit.scoring.evaluate import RunScore, score_run
 
 RANK_METRIC = "co-bps"
 
