@@ -204,9 +204,13 @@ def test_evaluate_fewshot_on_a_smoothing_run(tmp_path, nlbkit_cli):
     assert scores["co-bps"] == pytest.approx(out.scores["co-bps"], abs=1e-12)
     # the same number from the pieces: smoothed held-in counts of the train and val trials
     data = load_phase_data(tensors, "val")
-    window = SmoothingBaseline.load(out.run.smoothing_weights).window
-    direct = fewshot_co_bps(smooth_spikes(data.fit.heldin, window), data.fit.heldout,
-                            smooth_spikes(data.eval.heldin, window), data.targets["eval_spikes_heldout"],
+    baseline = SmoothingBaseline.load(out.run.smoothing_weights)
+
+    def features(heldin):  # what the baseline's own readout reads
+        return np.log(smooth_spikes(heldin, baseline.window) + baseline.log_offset)
+
+    direct = fewshot_co_bps(features(data.fit.heldin), data.fit.heldout,
+                            features(data.eval.heldin), data.targets["eval_spikes_heldout"],
                             k=8, repeats=5, seed=0)
     assert scores[mean_name] == pytest.approx(direct.mean, abs=1e-12)
     assert scores[sd_name] == pytest.approx(direct.sd, abs=1e-12) and direct.sd > 0
