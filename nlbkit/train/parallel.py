@@ -217,7 +217,6 @@ def _run_on_ray(todo: list[tuple[TrainTask, str]], opts: TrainAllOptions, clock:
 
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-        drain()
         for ref in ready:
             task = pending.pop(ref)
             try:
@@ -226,6 +225,7 @@ def _run_on_ray(todo: list[tuple[TrainTask, str]], opts: TrainAllOptions, clock:
                 result = TaskResult(task.name, actions[task.name], "failed", error=str(exc).splitlines()[0])
             results.append(result)
             log(f"{clock.stamp()} {_end_line(result)}")
+        drain()  # after the ends: a run that starts in a slot just freed is logged after its predecessor
     return results
 
 
@@ -285,6 +285,7 @@ def _run_all(todo: list[tuple[TrainTask, str]], opts: TrainAllOptions, clock: _C
     started = False
     try:
         started = start_ray(opts.address, opts.cpus)
+        signal.signal(signal.SIGTERM, _on_sigterm)  # ray.init puts its own handler (an abort) in place
         log(f"{clock.stamp()} ray: {len(todo)} task(s), {opts.cpus_per_task:g} CPU"
             f"{f' and {opts.gpus_per_task:g} GPU' if opts.gpus_per_task else ''} each")
         results = _run_on_ray(todo, opts, clock, log)
