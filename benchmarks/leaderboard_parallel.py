@@ -7,10 +7,12 @@ Generates the datasets at small scale (`nlbkit synth --scale small`) and prepare
 (not timed), then trains every dataset x bin in phase val twice, with the same configuration:
 
     sequential  one `nlbkit train` process per run, one after another (what leaderboard.mk did)
+    ray 1 CPU   one `nlbkit train-all` process on a local Ray instance of 1 CPU: one run at a time,
+                in Ray's long-lived workers (no new process, no torch import per run)
     parallel    one `nlbkit train-all` process: a local Ray instance of --cpus CPUs, 1 CPU per run
 
 Each side is timed from its first process's start to its last one's end, Ray's start included.
-Prints one JSON line: both wall times, their ratio, and the machine's load before and after.
+Prints one JSON line: the three wall times, the ratios, and the machine's load before and after.
 """
 
 from __future__ import annotations
@@ -62,9 +64,8 @@ def main() -> None:
     common = ["--phase", "val", "--data-dir", str(data_dir), *settings]
     load_before = os.getloadavg()
 
-    seq_root, par_root = args.work_dir / "runs_sequential", args.work_dir / "runs_parallel"
-    for root in (seq_root, par_root):
-        shutil.rmtree(root, ignore_errors=True)
+    seq_root = args.work_dir / "runs_sequential"
+    shutil.rmtree(seq_root, ignore_errors=True)
     start = time.perf_counter()
     for dataset in args.datasets:
         for bin_ms in args.bins:
@@ -73,16 +74,22 @@ def main() -> None:
     sequential = time.perf_counter() - start
 
     bins = [f"--bin-ms={b}" for b in args.bins]
-    start = time.perf_counter()
-    out = nlbkit("train-all", *args.datasets, *bins, "--run-dir", str(par_root), "--cpus", str(args.cpus),
-                 *common, capture_output=True)
-    parallel = time.perf_counter() - start
-    print(out.stdout, file=sys.stderr)
+    ray_seconds = {}
+    for cpus in (1, args.cpus):  # one run at a time on Ray, then --cpus side by side
+        root = args.work_dir / f"runs_ray_{cpus}cpu"
+        shutil.rmtree(root, ignore_errors=True)
+        start = time.perf_counter()
+        out = nlbkit("train-all", *args.datasets, *bins, "--run-dir", str(root), "--cpus", str(cpus),
+                     *common, capture_output=True)
+        ray_seconds[cpus] = time.perf_counter() - start
+        print(out.stdout, file=sys.stderr)
+    parallel, ray_one = ray_seconds[args.cpus], ray_seconds[1]
     print(json.dumps({
         "datasets": args.datasets, "bins": args.bins, "runs": len(args.datasets) * len(args.bins),
         "epochs": args.epochs, "overrides": [*SHORT, *args.overrides], "cpus": args.cpus,
         "machine_cpus": os.cpu_count(), "sequential_s": round(sequential, 1),
-        "parallel_s": round(parallel, 1), "speedup": round(sequential / parallel, 2),
+        "ray_1cpu_s": round(ray_one, 1), "parallel_s": round(parallel, 1),
+        "speedup": round(sequential / parallel, 2), "speedup_over_ray_1cpu": round(ray_one / parallel, 2),
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in os.getloadavg()],
     }))

@@ -74,15 +74,3 @@ def main(debug: bool) -> None:
       nlbkit evaluate runs/mc_maze_small/...
       nlbkit submit runs/*/...
     """
-
-
-def not_built(name: str) -> click.Command:
-    """A placeholder for a sub-command that does not exist yet: says so and exits non-zero."""
-
-    @click.command(name=name, context_settings={"ignore_unknown_options": True})
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    def _placeholder(args: tuple[str, ...]) -> None:
-        raise NlbkitError(f"'nlbkit {name}' is not built yet")
-
-    _placeholder.help = f"{COMMANDS[name]} (not built yet)"
-    return _placeholder

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from nlbkit.errors import NlbkitError
-from nlbkit.models.langevin import LangevinConfig
+from nlbkit.models.config import LangevinConfig
 
 
 @dataclass

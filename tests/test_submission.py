@@ -18,7 +18,8 @@ from test_metrics_parity import assert_results_equal
 
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.h5io import read_h5_groups, write_h5_groups
-from nlbkit.scoring.evaluate import read_run, score_run
+from nlbkit.runs import read_run
+from nlbkit.scoring.evaluate import score_run
 from nlbkit.scoring.metrics import evaluate, evaluate_group
 from nlbkit.submit.evalai import evalai_upload, latest_runs, merge_runs, submit_runs
 from nlbkit.submit.validate import validate_submission

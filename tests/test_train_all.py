@@ -18,9 +18,11 @@ from nlbkit.runs import RunDir
 from nlbkit.train.parallel import (
     TaskResult,
     TrainAllOptions,
+    ensemble_seeds,
     format_summary,
     make_tasks,
     plan_task,
+    run_task,
     train_all,
 )
 from tests.training_fixtures import tiny_config, write_prepared
@@ -104,6 +106,25 @@ def test_a_single_run_trains_in_process_then_is_skipped(tmp_path):
     assert again.status == "skipped" and again.scores == result.scores
     assert "skip   mc_maze_small_5ms_val_langevin (rates up to date)" in lines[0]
     assert run.rates_h5.stat().st_mtime_ns == mtime
+
+
+def test_seed_runs_are_averaged_into_the_untagged_run(tmp_path):
+    write_prepared(tmp_path / "data" / "mc_maze_small" / "tensors_5ms.h5")
+    opts = TrainAllOptions(("mc_maze_small",), (5,), "val", seeds=2, data_dir=tmp_path / "data",
+                           run_root=tmp_path / "runs", overrides=("train.epochs=1", *TINY))
+    tasks = make_tasks(opts)
+    results = [run_task(task, "new") for task in tasks]
+    assert [r.status for r in results] == ["done", "done"]
+    assert [RunDir(Path(t.run_root) / t.name).config().train.seed for t in tasks] == [0, 1]
+    lines: list[str] = []
+    [mean] = ensemble_seeds(tasks, results, log=lines.append)
+    output = RunDir(tmp_path / "runs" / "mc_maze_small_5ms_val_langevin")
+    assert mean.status == "done" and output.rates_h5.exists() and "mean of 2 seeds" in lines[0]
+    assert set(mean.scores) == set(results[0].scores)
+    [again] = ensemble_seeds(tasks, results, log=lines.append)
+    assert again.status == "skipped" and "ensemble up to date" in lines[1]
+    failed = [results[0], TaskResult(tasks[1].name, "new", "failed", error="boom")]
+    assert ensemble_seeds(tasks, failed, log=lines.append)[0].status == "failed"
 
 
 # --- the whole thing on Ray, interrupted and continued --------------------------------------------

@@ -82,7 +82,7 @@ def command(datasets: tuple[str, ...], list_only: bool, targets: bool, data_dir:
 
 
 def _fetch_targets(data_dir, url, sha256, progress, policy):
-    from nlbkit.fetch.targets import fetch_targets, source_from_env
+    from nlbkit.fetch.test_targets import fetch_targets, source_from_env
 
     outcome = fetch_targets(data_dir, source_from_env(url, sha256), progress=progress, policy=policy)
     if outcome.action == "skipped":

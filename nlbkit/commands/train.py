@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from nlbkit.models import MODEL_NAMES, REGISTRY
 from nlbkit.nlb.datasets import DATASET_NAMES
 
 
@@ -12,10 +13,10 @@ from nlbkit.nlb.datasets import DATASET_NAMES
 @click.option(
     "--model",
     "model_name",
-    type=click.Choice(["langevin", "smoothing"]),
+    type=click.Choice(MODEL_NAMES),
     default="langevin",
     show_default=True,
-    help="LangevinFlow or the NLB smoothing baseline.",
+    help="Registered models: " + "; ".join(f"{m.name}: {m.description}" for m in REGISTRY.values()) + ".",
 )
 @click.option(
     "--bin-ms", type=click.Choice(["5", "20"]), default="5", show_default=True, help="Bin size (ms)."
@@ -108,7 +109,7 @@ def command(
       nlbkit train mc_maze_small --from-tensors mc_maze_small_train_5ms.h5
     """
     from nlbkit.config import build_config, dumps, set_value
-    from nlbkit.scoring.rates import format_table
+    from nlbkit.scoring.tables import side_by_side
     from nlbkit.train.run import train_run
 
     cfg = build_config(dataset, config_file, list(overrides))
@@ -121,13 +122,13 @@ def command(
     outcome = train_run(
         dataset,
         cfg,
-        int(bin_ms),
-        phase,
-        model_name,
-        data_dir,
-        from_tensors,
-        run_root,
-        tag,
+        bin_ms=int(bin_ms),
+        phase=phase,
+        model=model_name,
+        data_dir=data_dir,
+        from_tensors=from_tensors,
+        run_root=run_root,
+        tag=tag,
         resume=resume,
         overwrite=overwrite,
         progress=not quiet,
@@ -139,4 +140,4 @@ def command(
     columns = {model_name: outcome.scores}
     if outcome.baseline:
         columns["smoothing"] = outcome.baseline
-    click.echo(format_table(columns))
+    click.echo(side_by_side(columns))

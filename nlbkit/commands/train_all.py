@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import click
 
+from nlbkit.models import MODEL_NAMES
 from nlbkit.nlb.datasets import DATASET_NAMES
+from nlbkit.nlb.keys import PHASES
 
 
 @click.command(name="train-all")
 @click.argument("datasets", nargs=-1, required=True, type=click.Choice(DATASET_NAMES))
 @click.option("--bin-ms", "bins", type=click.Choice(["5", "20"]), multiple=True,
               help="Bin size (ms), repeatable; default: 5 and 20.")
-@click.option("--phase", type=click.Choice(["val", "test"]), default="test", show_default=True,
+@click.option("--phase", type=click.Choice(PHASES), default="test", show_default=True,
               help="val: fit 'train', score on 'val'. test: fit 'trainval', predict 'test'.")
-@click.option("--model", "model_name", type=click.Choice(["langevin", "smoothing"]), default="langevin",
+@click.option("--model", "model_name", type=click.Choice(MODEL_NAMES), default="langevin",
               show_default=True)
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
               help="Runs per dataset x bin, tagged s0, s1, ... (seed train.seed + k); more than one "

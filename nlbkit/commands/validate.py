@@ -23,7 +23,7 @@ def command(file: Path, phase: str | None, data_dir: Path | None, targets_file: 
     (or with --targets) a valid file is also scored with the NLB metrics.
     """
     from nlbkit.errors import NlbkitError
-    from nlbkit.scoring.evaluate import format_results
+    from nlbkit.scoring.tables import format_results
     from nlbkit.submit.validate import validate_submission
 
     report = validate_submission(file, phase, data_dir, targets_file)

@@ -9,6 +9,7 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 
+from nlbkit.nlb.datasets import get_spec
 from nlbkit.report.data import ReportData, Skip
 
 N_NEURONS = 4
@@ -189,8 +190,8 @@ def decoded_velocity(data: ReportData):
     from nlbkit.scoring.metrics import fit_ridge_decoder
 
     targets = data.targets or {}
-    if data.dataset == "dmfc_rsg":
-        raise Skip("dmfc_rsg's behaviour is not decoded (it is scored by tp corr)")
+    if not get_spec(data.dataset).decodes_velocity:
+        raise Skip(f"{data.dataset}'s behaviour is not decoded (it is scored by tp corr)")
     if "eval_behavior" not in targets or "train_behavior" not in targets:
         raise Skip("no behaviour targets (test phase, or a dataset without behaviour)")
     if "train_rates_heldin" not in data.rates:

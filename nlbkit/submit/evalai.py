@@ -20,8 +20,8 @@ import numpy as np
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import BIN_SIZES_MS, DATASET_NAMES, get_spec
 from nlbkit.nlb.h5io import Groups, write_h5_groups
-from nlbkit.scoring.evaluate import RunInfo, read_rates, read_run
-from nlbkit.scoring.metrics import RATE_KEYS
+from nlbkit.nlb.keys import RATE_KEYS
+from nlbkit.runs import RunInfo, read_rates, read_run
 
 EVALAI_CHALLENGE = 1256
 # EvalAI phase ids of the NLB'21 challenge ('evalai challenge 1256 phases' lists them).

@@ -11,7 +11,6 @@ epoch is saved, so the last checkpoint is the last good state.
 
 from __future__ import annotations
 
-import csv
 import math
 import random
 import time
@@ -71,7 +70,7 @@ def ramp(epoch: int, ramp_epochs: int) -> float:
 
 
 @dataclass
-class Tensors:
+class DeviceTrials:
     """One set of trials as tensors on the training device."""
 
     heldin: torch.Tensor  # (trials, T, Nin)
@@ -79,7 +78,7 @@ class Tensors:
     heldout: np.ndarray  # (trials, T, Nout) spike counts, for co-bps
 
     @classmethod
-    def from_trials(cls, trials: TrialSet, device: torch.device) -> Tensors:
+    def from_trials(cls, trials: TrialSet, device: torch.device) -> DeviceTrials:
         heldin = torch.as_tensor(np.nan_to_num(trials.heldin).astype(np.float32), device=device)
         return cls(heldin, torch.as_tensor(trials.target(), device=device), trials.heldout)
 
@@ -143,7 +142,7 @@ class Trainer:
         val: TrialSet | None,
         device: torch.device,
         progress: bool = True,
-        on_epoch: Callable[[int], None] | None = None,
+        on_epoch: Callable[[int, dict], None] | None = None,
     ) -> None:
         self.model = model.to(device)
         self.cfg = cfg
@@ -151,8 +150,8 @@ class Trainer:
         self.device = device
         self.progress = progress
         self.on_epoch = on_epoch
-        self.fit_set = Tensors.from_trials(fit, device)
-        self.val_set = Tensors.from_trials(val, device) if val is not None else None
+        self.fit_set = DeviceTrials.from_trials(fit, device)
+        self.val_set = DeviceTrials.from_trials(val, device) if val is not None else None
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=0.0)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr
@@ -219,19 +218,10 @@ class Trainer:
         self.shuffle.set_state(rng["shuffle"])
         if rng.get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-        self.rows = [r for r in self._read_log() if int(r["epoch"]) <= self.epoch]
-
-    def _read_log(self) -> list[dict]:
-        if not self.run.metrics_csv.exists():
-            return []
-        with open(self.run.metrics_csv, newline="") as handle:
-            return list(csv.DictReader(handle))
+        self.rows = [r for r in self.run.metrics() if int(r["epoch"]) <= self.epoch]
 
     def _write_log(self) -> None:
-        with atomic_path(self.run.metrics_csv) as tmp, open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
-            writer.writeheader()
-            writer.writerows(self.rows)
+        self.run.write_metrics(self.rows, CSV_FIELDS)
 
     # --- one epoch ---------------------------------------------------------------------------------
     def _train_epoch(self, kl_weight: float) -> dict[str, float]:
@@ -330,7 +320,7 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{totals['loss']:.4f}", val_co_bps=f"{latest_co_bps:.4f}")
                 if self.on_epoch is not None:
-                    self.on_epoch(self.epoch)
+                    self.on_epoch(self.epoch, row)
         finally:
             bar.close()
         return self.epoch

@@ -29,9 +29,11 @@ from typing import Any
 
 from nlbkit.config import build_config, set_value, to_dict
 from nlbkit.errors import NlbkitError
+from nlbkit.models import get_model
 from nlbkit.nlb.datasets import check_bin, get_spec
+from nlbkit.nlb.keys import PHASES
 from nlbkit.paths import tensors_path
-from nlbkit.runs import MODELS, RunDir, run_name
+from nlbkit.runs import RunDir, run_name
 
 ACTIONS = ("skip", "resume", "overwrite", "new")
 
@@ -132,12 +134,11 @@ def make_tasks(opts: TrainAllOptions) -> list[TrainTask]:
     """Every dataset x bin (x seed) of `opts`, datasets first; the tensor files must exist."""
     if not opts.datasets:
         raise NlbkitError("no dataset given")
-    if opts.model not in MODELS:
-        raise NlbkitError(f"unknown model '{opts.model}': use one of {', '.join(MODELS)}")
+    get_model(opts.model)
     if opts.seeds < 1:
         raise NlbkitError("--seeds must be at least 1")
-    if opts.phase not in ("val", "test"):
-        raise NlbkitError(f"unknown phase '{opts.phase}': use val or test")
+    if opts.phase not in PHASES:
+        raise NlbkitError(f"unknown phase '{opts.phase}': use one of {', '.join(PHASES)}")
     run_root = str(Path(opts.run_root).absolute())
     tasks = []
     for dataset in dict.fromkeys(opts.datasets):
@@ -167,7 +168,7 @@ def run_task(task: TrainTask, action: str, events=None) -> TaskResult:
 
     try:
         outcome = train_run(
-            task.dataset, from_dict(task.config), task.bin_ms, task.phase, task.model,
+            task.dataset, from_dict(task.config), bin_ms=task.bin_ms, phase=task.phase, model=task.model,
             from_tensors=task.tensors, run_root=task.run_root, tag=task.tag,
             resume=action == "resume", overwrite=action == "overwrite", progress=False,
         )
@@ -271,7 +272,7 @@ def train_all(opts: TrainAllOptions, log: Log = _print) -> list[TaskResult]:
         ran = _run_all(todo, opts, clock, log)
     results = [skipped.get(t.name) or ran[t.name] for t in tasks]
     if opts.seeds > 1:
-        results += ensemble_seeds(tasks, results, opts, clock, log)
+        results += ensemble_seeds(tasks, results, log, clock)
     log(format_summary(results, time.perf_counter() - clock.start))
     return results
 
@@ -302,11 +303,12 @@ def _run_all(todo: list[tuple[TrainTask, str]], opts: TrainAllOptions, clock: _C
     return {r.name: r for r in results}
 
 
-def ensemble_seeds(tasks: list[TrainTask], results: list[TaskResult], opts: TrainAllOptions,
-                   clock: _Clock, log: Log) -> list[TaskResult]:
+def ensemble_seeds(tasks: list[TrainTask], results: list[TaskResult], log: Log = _print,
+                   clock: _Clock | None = None) -> list[TaskResult]:
     """Average each dataset x bin's seed runs into its untagged run directory (when all are done)."""
     from nlbkit.ensemble import ensemble_runs
 
+    clock = clock or _Clock()
     status = {r.name: r.status for r in results}
     groups: dict[str, list[TrainTask]] = {}
     for task in tasks:
