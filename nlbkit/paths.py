@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from nlbkit.errors import NlbkitError
 
 DATA_ENV = "NLBKIT_DATA"
 
@@ -30,19 +35,65 @@ def tensors_path(dataset: str, bin_ms: int, root: str | os.PathLike | None = Non
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it onto `final` only if the block succeeds.
 
-    On any error the temporary file is removed and whatever was at `final` stays untouched.
+    On any error the temporary file is removed and whatever was at `final` stays untouched; a full
+    disk becomes one NlbkitError naming `final`.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+    remove_stale_parts(final)
+    prefix = f"{_part_prefix(final)}{os.getpid()}-"
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".part", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, final)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        if disk_full(exc):
+            kept = "the previous file is unchanged" if final.exists() else "nothing was written"
+            raise NlbkitError(f"{final}: no space left on the device; {kept}") from None
+        raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _part_prefix(final: Path) -> str:
+    """Temporary files of `final` are `.<name>.<host>-<pid>-<random>.part`: a later writer on the same
+    host can tell those of a killed process (SIGKILL, power loss) from those of a running one."""
+    return f".{final.name}.{socket.gethostname()}-"
+
+
+def remove_stale_parts(final: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that processes of this host, no longer running, left beside
+    `final`; returns them."""
+    final = Path(final)
+    prefix = _part_prefix(final)
+    removed = []
+    for part in final.parent.glob(f"{glob.escape(prefix)}*.part"):
+        pid_text = part.name[len(prefix):].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _running(int(pid_text)):
+            continue
+        part.unlink(missing_ok=True)
+        removed.append(part)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def disk_full(exc: OSError) -> bool:
+    """ENOSPC, also as HDF5 reports it (an OSError whose text holds the errno)."""
+    text = str(exc)
+    return exc.errno == errno.ENOSPC or "No space left on device" in text or "errno = 28" in text
 
 
 def write_json(path: str | os.PathLike, data: object) -> Path:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import click
 
+from nlbkit.commands.dataset_arg import DATASET
+from nlbkit.commands.rerun import rerun_command
+from nlbkit.errors import NlbkitError
 from nlbkit.models import MODEL_NAMES, REGISTRY
-from nlbkit.nlb.datasets import DATASET_NAMES
 
 
 @click.command(name="train")
-@click.argument("dataset", type=click.Choice(DATASET_NAMES))
+@click.argument("dataset", type=DATASET)
 @click.option(
     "--model",
     "model_name",
@@ -119,23 +121,48 @@ def command(
     if show_config:
         click.echo(dumps(cfg))
         return
-    outcome = train_run(
-        dataset,
-        cfg,
-        bin_ms=int(bin_ms),
-        phase=phase,
-        model=model_name,
-        data_dir=data_dir,
-        from_tensors=from_tensors,
-        run_root=run_root,
-        tag=tag,
-        resume=resume,
-        overwrite=overwrite,
-        progress=not quiet,
-    )
+    from nlbkit.train.loop import TrainingDiverged, TrainingInterrupted
+
+    try:
+        outcome = train_run(
+            dataset,
+            cfg,
+            bin_ms=int(bin_ms),
+            phase=phase,
+            model=model_name,
+            data_dir=data_dir,
+            from_tensors=from_tensors,
+            run_root=run_root,
+            tag=tag,
+            resume=resume,
+            overwrite=overwrite,
+            progress=not quiet,
+        )
+    except TrainingInterrupted as exc:
+        ctx = click.get_current_context()
+        if exc.checkpoint_epoch:
+            again = rerun_command(ctx, drop=["--overwrite", "--resume"], add=["--resume"])
+            hint = f"continue with: {again}"
+        else:
+            hint = f"start again with: {rerun_command(ctx, drop=['--resume'], add=['--overwrite'])}"
+        raise NlbkitError(f"{exc}; {hint}") from None
+    except TrainingDiverged as exc:
+        lower = f"train.lr={cfg.train.lr / 10:g}"
+        again = rerun_command(click.get_current_context(), drop=["--resume", "--overwrite"],
+                              add=["--overwrite", "--set", lower])
+        raise NlbkitError(f"{exc}; start again with a lower learning rate: {again}") from None
+    except KeyboardInterrupt:
+        raise NlbkitError(
+            "interrupted outside training (reading data, predicting or fitting the baseline); "
+            "run the same command again, with --resume if the run has a checkpoint"
+        ) from None
     click.echo(f"run: {outcome.run.path}")
+    if outcome.stop_note and quiet:
+        click.echo(outcome.stop_note)
     if not outcome.scores:
-        click.echo("no local scores (test phase: targets are not in the tensor file)")
+        where = f" --data-dir {data_dir}" if data_dir else ""
+        click.echo("no local scores (test phase: the tensor file holds no test targets); to score it, "
+                   f"`nlbkit fetch --targets{where}` then `nlbkit evaluate {outcome.run.path}{where}`")
         return
     columns = {model_name: outcome.scores}
     if outcome.baseline:

@@ -47,6 +47,7 @@ from nlbkit.ray_session import start_ray
 from nlbkit.runs import RunDir, run_name
 from nlbkit.sweep.results import RANK_METRIC, SweepResult, write_results
 from nlbkit.sweep.space import SearchSpace, load_space, param_space, pbt_mutations, short_name
+from nlbkit.train.checkpoint import load_checkpoint
 
 METRIC = "val_co_bps"  # the latest validation co-bps: what the schedulers act on
 SCHEDULERS = ("asha", "pbt")
@@ -118,7 +119,7 @@ def restore_checkpoint(folder: Path, run: RunDir, cfg: RunConfig) -> None:
                 shutil.copyfile(source, tmp)
     donor = folder / "config.json"
     if donor.exists() and RunDir(folder).config().train.lr != cfg.train.lr and run.last_ckpt.exists():
-        state = torch.load(run.last_ckpt, map_location="cpu", weights_only=False)
+        state = load_checkpoint(run.last_ckpt, "cpu", ("model", "optimizer"))
         for group in state["optimizer"]["param_groups"]:
             group["lr"] = cfg.train.lr
         with atomic_path(run.last_ckpt) as tmp:
