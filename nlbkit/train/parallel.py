@@ -158,12 +158,13 @@ def make_tasks(opts: TrainAllOptions) -> list[TrainTask]:
 
 # --- one task (runs in a Ray worker) ----------------------------------------------------------
 def run_task(task: TrainTask, action: str, events=None) -> TaskResult:
-    """Train `task` as `action` says; never raises, a failure is reported in the result."""
+    """Train `task` as `action` says; a failure is reported in the result, only Ctrl-C raises."""
     start = time.perf_counter()
     host = socket.gethostname()
     if events is not None:
         events.put((task.name, host))
     from nlbkit.config import from_dict
+    from nlbkit.train.loop import TrainingInterrupted
     from nlbkit.train.run import train_run
 
     try:
@@ -172,6 +173,8 @@ def run_task(task: TrainTask, action: str, events=None) -> TaskResult:
             from_tensors=task.tensors, run_root=task.run_root, tag=task.tag,
             resume=action == "resume", overwrite=action == "overwrite", progress=False,
         )
+    except TrainingInterrupted:
+        raise  # Ctrl-C in this process (a single run trains here): stop, as `nlbkit train` does
     except Exception as exc:  # noqa: BLE001 - one failed run must not end the others
         message = f"{type(exc).__name__}: {exc}".splitlines()[0]
         return TaskResult(task.name, action, "failed", time.perf_counter() - start, error=message, host=host)
