@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from nlbkit.errors import NlbkitError
+from nlbkit.paths import fsync_dir, plain_dir_mode
 from nlbkit.runs import write_json, write_rates
 from nlbkit.scoring.evaluate import RunInfo, RunScore, read_rates, read_run, score_run
 
@@ -141,9 +142,11 @@ def ensemble_runs(
                         for s in scored],
             "scores": ensemble.scores,
         })
+        os.chmod(staging, plain_dir_mode())  # mkdtemp's 0o700 would hide the run from others
         if output.exists():
             shutil.rmtree(output)
         os.replace(staging, output)
+        fsync_dir(output.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

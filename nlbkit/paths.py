@@ -26,11 +26,56 @@ def tensors_path(dataset: str, bin_ms: int, root: str | os.PathLike | None = Non
     return dataset_dir(dataset, root) / f"tensors_{bin_ms}ms.h5"
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows (Linux /proc)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # elsewhere: set and put back at once
+    os.umask(mask)
+    return mask
+
+
+def plain_file_mode() -> int:
+    """The mode a plain `open(path, "w")` gives a new file: 0o666 less the umask."""
+    return 0o666 & ~current_umask()
+
+
+def plain_dir_mode() -> int:
+    """The mode `mkdir` gives a new directory: 0o777 less the umask."""
+    return 0o777 & ~current_umask()
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Flush a directory's entries (a rename into it) to disk; a no-op where directories can't be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it onto `final` only if the block succeeds.
 
-    On any error the temporary file is removed and whatever was at `final` stays untouched.
+    On any error the temporary file is removed and whatever was at `final` stays untouched. The file
+    gets the mode a plain `open()` would give it (0o666 less the umask, not mkstemp's 0o600); it is
+    flushed to disk before the rename and the directory after it, so a crash leaves the old file or
+    the new one, never an empty one.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -39,7 +84,10 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, plain_file_mode())
+        _fsync_file(tmp_path)
         os.replace(tmp_path, final)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+    fsync_dir(final.parent)
