@@ -25,8 +25,13 @@ def command(run_dir: Path, output: Path | None) -> None:
     no targets) is skipped with a note.
     """
     from nlbkit.report.make import make_report
+    from nlbkit.scoring.evaluate import read_run
+    from nlbkit.synth.marker import tensors_label
 
     result = make_report(run_dir, output)
+    info = read_run(run_dir)
+    shown = tensors_label(info.dataset, info.tensors)
+    click.echo(f"run: {run_dir} ({shown}, {info.bin_ms} ms, {info.phase})")
     for note in result.notes:
         click.echo(f"note: {note}")
     for path in result.written:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from nlbkit.nlb.datasets import DATASET_NAMES
@@ -108,7 +110,9 @@ def command(
       nlbkit train mc_maze_small --from-tensors mc_maze_small_train_5ms.h5
     """
     from nlbkit.config import build_config, dumps, set_value
+    from nlbkit.paths import dataset_dir
     from nlbkit.scoring.rates import format_table
+    from nlbkit.synth.marker import GENERATED_LABEL, is_generated
     from nlbkit.train.run import train_run
 
     cfg = build_config(dataset, config_file, list(overrides))
@@ -132,7 +136,8 @@ def command(
         overwrite=overwrite,
         progress=not quiet,
     )
-    click.echo(f"run: {outcome.run.path}")
+    folder = Path(from_tensors).parent if from_tensors else dataset_dir(dataset, data_dir)
+    click.echo(f"run: {outcome.run.path}" + (f" ({GENERATED_LABEL})" if is_generated(folder) else ""))
     if not outcome.scores:
         click.echo("no local scores (test phase: targets are not in the tensor file)")
         return

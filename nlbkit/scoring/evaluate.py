@@ -21,6 +21,7 @@ from nlbkit.nlb.h5io import load_test_target, load_val_target, open_h5, read_h5_
 from nlbkit.nlb.tensor_file import holdout_targets, train_trials
 from nlbkit.paths import tensors_path
 from nlbkit.scoring.metrics import METRIC_NAMES, evaluate_group
+from nlbkit.synth.marker import is_generated, tensors_label
 
 PHASES = ("val", "test")
 # Which tensor groups hold the trials a phase trains on and scores on.
@@ -138,6 +139,7 @@ class RunScore:
             "bin_ms": self.run.bin_ms,
             "phase": self.run.phase,
             "model": self.run.model,
+            "generated_data": self.run.tensors is not None and is_generated(self.run.tensors.parent),
             "scores": self.scores,
         }
 
@@ -206,7 +208,7 @@ def format_table(scores: Sequence[RunScore]) -> str:
     header = ["dataset", "bin", "phase", "model", "run", *metrics]
     body = [
         [
-            s.run.dataset,
+            tensors_label(s.run.dataset, s.run.tensors),
             f"{s.run.bin_ms} ms",
             s.run.phase,
             s.run.model,
