@@ -148,6 +148,15 @@ def test_tiny_asha_sweep_on_a_local_ray_instance_and_its_resume(synth, tmp_path)
     again = run_sweep(opts)  # a finished sweep resumes to the same trials, none added
     assert sorted(r["trial"] for r in again.rows) == sorted(r["trial"] for r in result.rows)
     assert len(list((result.path / "trials").iterdir())) == 2
+    # The README's next step: train the winner; it gets its own run directory (tag 'sweep').
+    from click.testing import CliRunner
+
+    from nlbkit.cli import main
+
+    trained = CliRunner().invoke(main, ["train", "mc_maze_small", "--config", str(result.best_config),
+                                        "--from-tensors", str(synth), "--run-dir", str(tmp_path), "--quiet"])
+    assert trained.exit_code == 0, trained.output
+    assert RunDir(tmp_path / "mc_maze_small_5ms_val_langevin_sweep").scores_json.exists()
 
 
 @pytest.mark.slow

@@ -72,7 +72,9 @@ from nlbkit.nlb.datasets import DATASET_NAMES
     show_default=True,
     help="Root of run directories: <root>/<dataset>_<bin>ms_<phase>_<model>[_<tag>].",
 )
-@click.option("--tag", default=None, help="Suffix of the run directory's name.")
+@click.option("--tag", default=None,
+              help="Suffix of the run directory's name (default with a sweep's --config: the sweep's "
+                   "name, e.g. 'sweep'; with a train-only --from-tensors file: 'holdout').")
 @click.option("--resume", is_flag=True, help="Continue the run from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Start again in an existing run directory.")
 @click.option("--show-config", is_flag=True, help="Print the resolved configuration and exit.")
@@ -112,6 +114,7 @@ def command(
     from nlbkit.config import build_config, dumps, set_value
     from nlbkit.paths import dataset_dir
     from nlbkit.scoring.rates import format_table
+    from nlbkit.sweep.results import sweep_config_tag
     from nlbkit.synth.marker import GENERATED_LABEL, is_generated
     from nlbkit.train.run import train_run
 
@@ -122,6 +125,9 @@ def command(
     if show_config:
         click.echo(dumps(cfg))
         return
+    if tag is None and config_file is not None:
+        # A sweep's best configuration gets its own run directory beside the default one.
+        tag = sweep_config_tag(config_file, dataset, int(bin_ms))
     outcome = train_run(
         dataset,
         cfg,
