@@ -107,7 +107,7 @@ def test_restore_checkpoint_gives_a_copied_optimiser_the_trials_learning_rate(tm
     target = RunDir(tmp_path / "runs" / "exploiter")
     cfg = build_config("mc_maze_small", overrides=["train.lr=0.0005"])
     restore_checkpoint(folder, target, cfg)
-    state = torch.load(target.last_ckpt, weights_only=False)
+    state = torch.load(target.last_ckpt, weights_only=True)
     assert [g["lr"] for g in state["optimizer"]["param_groups"]] == [0.0005]
     assert target.best_ckpt.exists() and target.metrics_csv.read_text() == donor.metrics_csv.read_text()
     # Same learning rate (a plain resume): the saved optimiser, with its schedule, is left alone.

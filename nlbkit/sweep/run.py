@@ -48,6 +48,7 @@ from nlbkit.paths import atomic_path, tensors_path
 from nlbkit.runs import RunDir, run_name, write_json
 from nlbkit.sweep.results import RANK_METRIC, SweepResult, write_results
 from nlbkit.sweep.space import SearchSpace, load_space, param_space, pbt_mutations, short_name
+from nlbkit.train.checkpoint import load_checkpoint, save_checkpoint
 
 METRIC = "val_co_bps"  # the latest validation co-bps: what the schedulers act on
 SCHEDULERS = ("asha", "pbt")
@@ -119,11 +120,10 @@ def restore_checkpoint(folder: Path, run: RunDir, cfg: RunConfig) -> None:
                 shutil.copyfile(source, tmp)
     donor = folder / "config.json"
     if donor.exists() and RunDir(folder).config().train.lr != cfg.train.lr and run.last_ckpt.exists():
-        state = torch.load(run.last_ckpt, map_location="cpu", weights_only=False)
+        state = load_checkpoint(run.last_ckpt)
         for group in state["optimizer"]["param_groups"]:
             group["lr"] = cfg.train.lr
-        with atomic_path(run.last_ckpt) as tmp:
-            torch.save(state, tmp)
+        save_checkpoint(state, run.last_ckpt)
 
 
 def _number(text: str) -> float:

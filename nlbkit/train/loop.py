@@ -29,6 +29,7 @@ from nlbkit.nlb.tensor_file import TrialSet, holdout_split
 from nlbkit.paths import atomic_path
 from nlbkit.runs import RunDir
 from nlbkit.scoring.metrics import bits_per_spike
+from nlbkit.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 CSV_FIELDS = (
     "epoch",
@@ -185,24 +186,17 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "best_co_bps": self.best_co_bps,
             "best_epoch": self.best_epoch,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-                "shuffle": self.shuffle.get_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            },
+            "rng": rng_state(self.shuffle),
         }
 
     def save(self, path) -> None:
-        with atomic_path(path) as tmp:
-            torch.save(self.state(), tmp)
+        save_checkpoint(self.state(), path)
 
     def resume(self) -> None:
         """Continue from `checkpoints/last.pt`: weights, optimiser, scheduler, RNGs and the log."""
         if not self.run.last_ckpt.exists():
             raise NlbkitError(f"{self.run.last_ckpt}: no checkpoint to resume from")
-        state = torch.load(self.run.last_ckpt, map_location=self.device, weights_only=False)
+        state = load_checkpoint(self.run.last_ckpt, map_location=self.device)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -212,13 +206,7 @@ class Trainer:
             state["best_co_bps"],
             state["best_epoch"],
         )
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        self.shuffle.set_state(rng["shuffle"])
-        if rng.get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        set_rng_state(state["rng"], self.shuffle)
         self.rows = [r for r in self._read_log() if int(r["epoch"]) <= self.epoch]
 
     def _read_log(self) -> list[dict]:
@@ -352,5 +340,5 @@ class Trainer:
     def load_best(self) -> None:
         """Weights of the best checkpoint (the last one when there was no validation)."""
         path = self.run.best_ckpt if self.run.best_ckpt.exists() else self.run.last_ckpt
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        state = load_checkpoint(path, map_location=self.device)
         self.model.load_state_dict(state["model"])

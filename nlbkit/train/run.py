@@ -24,6 +24,7 @@ from nlbkit.nlb.tensor_file import PhaseData, load_phase_data
 from nlbkit.paths import tensors_path
 from nlbkit.runs import MODELS, RunDir, create_run, rates_dict, run_name, write_json, write_rates
 from nlbkit.scoring.rates import score_rates
+from nlbkit.train.checkpoint import load_checkpoint
 from nlbkit.train.loop import (
     Trainer,
     add_heldin_of,
@@ -279,5 +280,5 @@ def load_network(
     if not path.exists():
         raise NlbkitError(f"{run.path}: no checkpoint (checkpoints/best.pt or last.pt)")
     net = model_factory(cfg, info["n_heldin"], info["n_heldout"], info["n_forward"]).to(device)
-    net.load_state_dict(torch.load(path, map_location=device, weights_only=False)["model"])
+    net.load_state_dict(load_checkpoint(path, map_location=device)["model"])
     return net.eval()
