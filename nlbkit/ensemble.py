@@ -114,6 +114,8 @@ def ensemble_runs(
         raise NlbkitError(f"{output}: is one of the members; give a new directory")
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise NlbkitError(f"{output}: exists; pass --overwrite to replace it")
+    if output.exists() and any(output.iterdir()) and not (output / "run.json").exists():
+        raise NlbkitError(f"{output}: exists and is not a run directory (no run.json); not replacing it")
     rates = mean_rates(members)
     first = json.loads((members[0].run_dir / "run.json").read_text())
     info = {

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from nlbkit.errors import NlbkitError
+
 DATA_ENV = "NLBKIT_DATA"
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -24,6 +28,28 @@ def dataset_dir(dataset: str, root: str | os.PathLike | None = None) -> Path:
 
 def tensors_path(dataset: str, bin_ms: int, root: str | os.PathLike | None = None) -> Path:
     return dataset_dir(dataset, root) / f"tensors_{bin_ms}ms.h5"
+
+
+def check_plain_name(value: str, option: str) -> str:
+    """A name that becomes one path component (a run tag, a sweep name): letters, digits, '._+-',
+    not starting with a dot; so it cannot climb out of its root ('../x') or leave it ('/abs')."""
+    if not _PLAIN_NAME.fullmatch(value):
+        raise NlbkitError(
+            f"{option} '{value}': not a plain name (letters, digits and . _ + - only, not starting "
+            "with a dot); it would put the directory outside its root"
+        )
+    return value
+
+
+def check_inside_workdir(value: str | os.PathLike, option: str) -> Path:
+    """A relative output path must stay inside the working directory ('../x' is refused); an
+    absolute one is taken as the explicit choice it is."""
+    path = Path(value)
+    if not path.is_absolute() and os.path.normpath(path).split(os.sep)[0] == "..":
+        raise NlbkitError(
+            f"{option} {value}: leaves the working directory; give an absolute path to write outside it"
+        )
+    return path
 
 
 def current_umask() -> int:

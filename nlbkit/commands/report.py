@@ -6,10 +6,13 @@ from pathlib import Path
 
 import click
 
+from nlbkit.commands import inside_workdir
+
 
 @click.command(name="report")
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--output", "-o", type=click.Path(path_type=Path, file_okay=False), default=None,
+              callback=inside_workdir,
               help="Folder for the PNG files (default RUN_DIR/report/).")
 def command(run_dir: Path, output: Path | None) -> None:
     """Draw the figures of RUN_DIR as PNG files and list them.

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from nlbkit.commands import inside_workdir, plain_name
 from nlbkit.nlb.datasets import DATASET_NAMES
 
 
@@ -70,9 +71,10 @@ from nlbkit.nlb.datasets import DATASET_NAMES
     type=click.Path(file_okay=False),
     default="runs",
     show_default=True,
+    callback=inside_workdir,
     help="Root of run directories: <root>/<dataset>_<bin>ms_<phase>_<model>[_<tag>].",
 )
-@click.option("--tag", default=None,
+@click.option("--tag", default=None, callback=plain_name,
               help="Suffix of the run directory's name (default with a sweep's --config: the sweep's "
                    "name, e.g. 'sweep'; with a train-only --from-tensors file: 'holdout').")
 @click.option("--resume", is_flag=True, help="Continue the run from its last checkpoint.")

@@ -44,7 +44,7 @@ from nlbkit.config import (
 )
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import check_bin, get_spec
-from nlbkit.paths import atomic_path, tensors_path
+from nlbkit.paths import atomic_path, check_plain_name, tensors_path
 from nlbkit.runs import RunDir, run_name, write_json
 from nlbkit.sweep.results import RANK_METRIC, SweepResult, write_results
 from nlbkit.sweep.space import SearchSpace, load_space, param_space, pbt_mutations, short_name
@@ -80,7 +80,7 @@ class SweepOptions:
     verbose: int = 1  # Tune's verbosity: 0 silent, 1 status tables, 2 every result
 
     def sweep_dir(self) -> Path:
-        name = self.name or f"{self.dataset}_{self.bin_ms}ms_sweep"
+        name = check_plain_name(self.name, "--name") if self.name else f"{self.dataset}_{self.bin_ms}ms_sweep"
         return Path(self.run_root).absolute() / name
 
 
