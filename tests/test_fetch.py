@@ -335,3 +335,15 @@ def test_command_line_fetch_list_and_help(nlbkit_cli, server, tmp_path):
     helptext = nlbkit_cli("fetch", "--help").stdout
     for option in ("--list", "--targets", "--data-dir", "--dandi-instance", "--version", "--retries"):
         assert option in helptext
+
+
+def test_fetch_over_generated_data_leaves_a_real_folder(server, tmp_path):
+    from nlbkit.synth.generate import write_dataset
+    from nlbkit.synth.marker import is_generated
+
+    write_dataset(DATASET, tmp_path, seed=0)
+    assert is_generated(tmp_path / DATASET)
+    served = serve_dataset(server)
+    assert [o.action for o in run_fetch(server, tmp_path)] == ["replaced", "replaced"]
+    assert all(sha256(local(tmp_path, asset)) == asset.sha256 for asset in served.values())
+    assert not is_generated(tmp_path / DATASET)

@@ -99,3 +99,14 @@ def test_a_run_on_real_tensors_is_not_labelled(tmp_path, real_data):
     assert "generated" not in trained
     evaluated = _run("evaluate", runs / f"{SMALL}_5ms_val_smoothing_holdout")
     assert "generated" not in evaluated and SMALL in evaluated
+
+
+def test_forgetting_one_file_keeps_the_folder_generated_until_no_nwb_is_left(tmp_path):
+    from nlbkit.synth.marker import forget_generated, generated_files
+
+    write_dataset(SMALL, tmp_path, seed=0)
+    folder = tmp_path / SMALL
+    forget_generated(folder, TRAIN_NAME)
+    assert is_generated(folder) and generated_files(folder) == {TEST_NAME, "ground_truth.h5"}
+    forget_generated(folder, TEST_NAME)
+    assert not is_generated(folder)

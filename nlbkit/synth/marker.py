@@ -90,3 +90,20 @@ def write_marker(folder: str | os.PathLike, names: Iterable[str], **details: obj
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps({"generator": "nlbkit synth", "files": files, **details}, indent=2) + "\n")
     return path
+
+
+def forget_generated(folder: str | os.PathLike, name: str) -> None:
+    """Real data now sits under `name` (a fetch): drop it from the marker, and the marker itself once
+    no generated NWB file is left (a folder of real NWB files is not generated data)."""
+    listed = generated_files(folder)
+    if name not in listed:
+        return
+    rest = sorted(listed - {name})
+    if not any(n.endswith(".nwb") for n in rest):
+        marker_path(folder).unlink(missing_ok=True)
+        return
+    from nlbkit.paths import atomic_path
+
+    data = json.loads(marker_path(folder).read_text())
+    with atomic_path(marker_path(folder)) as tmp:
+        tmp.write_text(json.dumps({**data, "files": rest}, indent=2) + "\n")
