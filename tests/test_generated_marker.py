@@ -24,6 +24,7 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_synth_refuses_to_replace_a_real_file_unless_forced(tmp_path, real_data, nlbkit_cli):
     folder = tmp_path / SMALL
     folder.mkdir()
@@ -76,6 +77,7 @@ def _run(*args) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_commands_say_generated_data(tmp_path):
     data, runs = tmp_path / "data", tmp_path / "runs"
     _run("synth", SMALL, "--data-dir", data)
@@ -92,6 +94,7 @@ def test_commands_say_generated_data(tmp_path):
     assert f"({SMALL} (generated data), 5 ms, val)" in reported.splitlines()[0]
 
 
+@pytest.mark.slow
 def test_a_run_on_real_tensors_is_not_labelled(tmp_path, real_data):
     runs = tmp_path / "runs"
     tensors = real_data / SMALL / "mc_maze_small_train_5ms.h5"

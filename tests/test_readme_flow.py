@@ -36,6 +36,7 @@ def _smoothing_runs(root) -> list[str]:
     return sorted(p.name for p in (root / "runs").iterdir() if "_smoothing" in p.name)
 
 
+@pytest.mark.slow
 def test_train_with_a_sweeps_best_config_after_a_plain_run(workdir):
     root, cfg = workdir
     _nlbkit("train", SMALL, "--bin-ms", "5", "--phase", "val", "--config", "tiny.json", "--quiet")
