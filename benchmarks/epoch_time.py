@@ -21,7 +21,7 @@ import torch
 
 from nlbkit.config import build_config, resolve_for_bin
 from nlbkit.nlb.tensor_file import load_phase_data
-from nlbkit.train.loop import Tensors, seed_everything
+from nlbkit.train.loop import DeviceTrials, seed_everything
 from nlbkit.train.run import build_langevin
 
 
@@ -35,7 +35,7 @@ def main(path: str, dataset: str, bin_ms: int, batches: int, overrides: list[str
     n_fit, size = len(data.fit), cfg.train.batch_size
     times = []
     for step in range(batches + 1):
-        trials = Tensors.from_trials(
+        trials = DeviceTrials.from_trials(
             data.fit.subset(torch.randperm(n_fit)[:size].numpy()), torch.device("cpu")
         )
         start = time.perf_counter()

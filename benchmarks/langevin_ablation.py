@@ -17,7 +17,8 @@ import h5py
 import numpy as np
 import torch
 
-from nlbkit.models import LangevinConfig, LangevinFlow
+from nlbkit.models.config import LangevinConfig
+from nlbkit.models.langevin import LangevinFlow
 from nlbkit.scoring.metrics import bits_per_spike
 
 DATA = Path(__file__).resolve().parents[1] / "tests/fixtures/mc_maze_small/mc_maze_small_train_5ms.h5"

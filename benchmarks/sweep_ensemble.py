@@ -40,8 +40,8 @@ def default_run(dataset: str, data_dir: Path, run_root: Path, seed: int, epochs:
         f"train.seed={seed}", f"train.epochs={epochs}", "train.threads=1", "train.compare_smoothing=false",
     ])
     started = time.perf_counter()
-    train_run(dataset, cfg, 5, "val", data_dir=data_dir, run_root=run_root, tag=f"default_s{seed}",
-              overwrite=True, progress=False)
+    train_run(dataset, cfg, bin_ms=5, phase="val", data_dir=data_dir, run_root=run_root,
+              tag=f"default_s{seed}", overwrite=True, progress=False)
     return path, time.perf_counter() - started
 
 

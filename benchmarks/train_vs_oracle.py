@@ -14,8 +14,8 @@ import numpy as np
 from sklearn.metrics import r2_score
 
 from nlbkit.nlb.h5io import load_val_target
-from nlbkit.scoring.evaluate import read_rates, read_run
-from nlbkit.scoring.rates import score_rates
+from nlbkit.runs import read_rates, read_run
+from nlbkit.scoring.evaluate import score_rates
 from nlbkit.synth.oracle import oracle_rates
 
 

@@ -45,8 +45,47 @@ class LazyGroup(click.Group):
             formatter.write_dl(list(COMMANDS.items()))
 
 
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+
+
+def _sentence_start(message: str) -> str:
+    """click's messages begin with a capital ('Invalid value ...'); nlbkit's with a lower-case word."""
+    return message[:1].lower() + message[1:]
+
+
 class DebuggableGroup(LazyGroup):
-    """Turns NlbkitError (and file errors) into one line and a non-zero exit, unless --debug."""
+    """Turns NlbkitError (and file errors) into one line and a non-zero exit, unless --debug.
+
+    click's own errors (a bad option, a missing argument) and Ctrl-C outside a command that handles
+    it are printed in the same `error: ...` form.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NO_ARGS_IS_HELP as exc:  # a bare `nlbkit`: the help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            if exc.ctx is not None:
+                click.echo(exc.ctx.get_usage(), err=True)
+                click.echo(f"Try '{exc.ctx.command_path} --help' for help.", err=True)
+            click.echo(f"error: {_sentence_start(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"error: {_sentence_start(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort as exc:
+            # click turns both Ctrl-C and an EOFError (a file or input that ended early) into Abort
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, EOFError):
+                click.echo(f"error: unexpected end of input ({cause or 'EOFError'})", err=True)
+            else:
+                click.echo("error: interrupted", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -68,19 +107,8 @@ def main(debug: bool) -> None:
     Typical path:
       nlbkit fetch mc_maze_small        # or: nlbkit synth mc_maze_small (no download)
       nlbkit prepare mc_maze_small --bin-ms 5
-      nlbkit train mc_maze_small
-      nlbkit evaluate runs/mc_maze_small/...
-      nlbkit submit runs/*/...
+      nlbkit train mc_maze_small                     # writes runs/mc_maze_small_5ms_val_langevin
+      nlbkit evaluate runs/mc_maze_small_5ms_val_langevin runs/mc_maze_small_5ms_val_smoothing
+      nlbkit train mc_maze_small --phase test
+      nlbkit submit runs/mc_maze_small_5ms_test_langevin
     """
-
-
-def not_built(name: str) -> click.Command:
-    """A placeholder for a sub-command that does not exist yet: says so and exits non-zero."""
-
-    @click.command(name=name, context_settings={"ignore_unknown_options": True})
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    def _placeholder(args: tuple[str, ...]) -> None:
-        raise NlbkitError(f"'nlbkit {name}' is not built yet")
-
-    _placeholder.help = f"{COMMANDS[name]} (not built yet)"
-    return _placeholder

@@ -10,7 +10,7 @@ the members' scores beside the ensemble's.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from nlbkit.errors import NlbkitError
-from nlbkit.paths import fsync_dir, plain_dir_mode
-from nlbkit.runs import write_json, write_rates
-from nlbkit.scoring.evaluate import RunInfo, RunScore, read_rates, read_run, score_run
+from nlbkit.paths import fsync_dir, plain_dir_mode, write_json
+from nlbkit.runs import RunDir, RunInfo, read_rates, read_run
+from nlbkit.scoring.evaluate import RunScore, score_run
 
 ENSEMBLE_MODEL = "ensemble"
 
@@ -117,28 +117,25 @@ def ensemble_runs(
     if output.exists() and any(output.iterdir()) and not (output / "run.json").exists():
         raise NlbkitError(f"{output}: exists and is not a run directory (no run.json); not replacing it")
     rates = mean_rates(members)
-    first = json.loads((members[0].run_dir / "run.json").read_text())
-    info = {
-        key: first[key]
-        for key in ("dataset", "bin_ms", "phase", "tensors", "eval_source", "eval_index",
-                    "n_heldin", "n_heldout", "n_forward", "n_bins")
-        if key in first
-    }
-    info.update(
+    # The members' trials and shapes; the seed and creation time are the ensemble's own.
+    info = dataclasses.replace(
+        members[0],
         model=ENSEMBLE_MODEL,
-        members=[str(m.run_dir) for m in members],
+        members=tuple(str(m.run_dir) for m in members),
         created=datetime.now(UTC).isoformat(),
+        seed=None,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     # Built in a temporary directory beside `output` and renamed: never a half-written run.
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
-        write_json(staging / "run.json", info)
-        write_rates(staging / "rates.h5", info["dataset"], info["bin_ms"], info["phase"], rates)
+        staged = RunDir(staging)
+        staged.write_info(info)
+        staged.write_rates(info, rates)
         ensemble = _score(staging, data_dir, targets_file)
         scored = [_score(m.run_dir, data_dir, targets_file) for m in members]
         if ensemble.scores:
-            write_json(staging / "scores.json", ensemble.scores)
+            staged.write_scores(ensemble.scores)
         write_json(staging / "ensemble.json", {
             "members": [{"run_dir": str(s.run.run_dir), "model": s.run.model, "scores": s.scores}
                         for s in scored],

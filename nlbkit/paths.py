@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import os
 import re
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,14 +101,16 @@ def _fsync_file(path: Path) -> None:
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it onto `final` only if the block succeeds.
 
-    On any error the temporary file is removed and whatever was at `final` stays untouched. The file
-    gets the mode a plain `open()` would give it (0o666 less the umask, not mkstemp's 0o600); it is
-    flushed to disk before the rename and the directory after it, so a crash leaves the old file or
-    the new one, never an empty one.
+    On any error the temporary file is removed and whatever was at `final` stays untouched; a full
+    disk becomes one NlbkitError naming `final`. The file gets the mode a plain `open()` would give it
+    (0o666 less the umask, not mkstemp's 0o600); it is flushed to disk before the rename and the
+    directory after it, so a crash leaves the old file or the new one, never an empty one.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+    remove_stale_parts(final)
+    prefix = f"{_part_prefix(final)}{os.getpid()}-"
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".part", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -113,7 +118,59 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
         os.chmod(tmp_path, plain_file_mode())
         _fsync_file(tmp_path)
         os.replace(tmp_path, final)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        if disk_full(exc):
+            kept = "the previous file is unchanged" if final.exists() else "nothing was written"
+            raise NlbkitError(f"{final}: no space left on the device; {kept}") from None
+        raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
     fsync_dir(final.parent)
+
+
+def _part_prefix(final: Path) -> str:
+    """Temporary files of `final` are `.<name>.<host>-<pid>-<random>.part`: a later writer on the same
+    host can tell those of a killed process (SIGKILL, power loss) from those of a running one."""
+    return f".{final.name}.{socket.gethostname()}-"
+
+
+def remove_stale_parts(final: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that processes of this host, no longer running, left beside
+    `final`; returns them."""
+    final = Path(final)
+    prefix = _part_prefix(final)
+    removed = []
+    for part in final.parent.glob(f"{glob.escape(prefix)}*.part"):
+        pid_text = part.name[len(prefix):].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _running(int(pid_text)):
+            continue
+        part.unlink(missing_ok=True)
+        removed.append(part)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def disk_full(exc: OSError) -> bool:
+    """ENOSPC, also as HDF5 reports it (an OSError whose text holds the errno)."""
+    text = str(exc)
+    return exc.errno == errno.ENOSPC or "No space left on device" in text or "errno = 28" in text
+
+
+def write_json(path: str | os.PathLike, data: object) -> Path:
+    """`data` as indented JSON, written atomically."""
+    import json
+
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(data, indent=2) + "\n")
+    return Path(path)

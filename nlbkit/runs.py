@@ -8,9 +8,10 @@ and `scores.json` (local scores under nlb_tools' metric names).
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,8 @@ import numpy as np
 from nlbkit.config import RunConfig, from_dict, to_dict
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import get_spec
-from nlbkit.paths import atomic_path, check_plain_name
-from nlbkit.scoring.metrics import RATE_KEYS
-
-MODELS: tuple[str, ...] = ("langevin", "smoothing")
+from nlbkit.nlb.keys import PHASES, RATE_KEYS
+from nlbkit.paths import atomic_path, check_plain_name, write_json
 
 
 def run_name(dataset: str, bin_ms: int, phase: str, model: str, tag: str | None = None) -> str:
@@ -34,9 +33,59 @@ def run_name(dataset: str, bin_ms: int, phase: str, model: str, tag: str | None 
     return f"{name}_{tag}" if tag else name
 
 
-def write_json(path: Path, data: Any) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+@dataclass(frozen=True)
+class RunInfo:
+    """What `run.json` says about a run directory."""
+
+    run_dir: Path
+    dataset: str
+    bin_ms: int
+    phase: str
+    model: str
+    tensors: Path | None = None
+    created: str = ""
+    eval_index: tuple[int, ...] | None = None  # runs scored on held-out train trials of `tensors`
+    eval_source: str | None = None  # 'val' | 'test' | 'holdout'
+    seed: int | None = None
+    n_heldin: int | None = None
+    n_heldout: int | None = None
+    n_forward: int | None = None
+    n_bins: int | None = None
+    members: tuple[str, ...] = ()  # ensembles: the member run directories
+
+    @property
+    def group(self) -> str:
+        return get_spec(self.dataset).group_name(self.bin_ms)
+
+    @property
+    def rates_path(self) -> Path:
+        return self.run_dir / "rates.h5"
+
+    def as_json(self) -> dict[str, Any]:
+        """The `run.json` mapping (paths as strings, empty fields left out)."""
+        out = {}
+        for key, value in asdict(self).items():
+            if key == "run_dir" or value in (None, (), ""):
+                continue
+            if isinstance(value, Path):
+                value = str(value)
+            out[key] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_json(cls, run_dir: Path, meta: dict[str, Any]) -> RunInfo:
+        known = {f.name for f in fields(cls)} - {"run_dir"}
+        values = {k: v for k, v in meta.items() if k in known}
+        for key in ("eval_index", "members"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        for key in ("bin_ms", "seed", "n_heldin", "n_heldout", "n_forward", "n_bins"):
+            if values.get(key) is not None:
+                values[key] = int(values[key])
+        if values.get("tensors"):
+            values["tensors"] = Path(values["tensors"])
+        values.setdefault("model", "?")
+        return cls(run_dir=run_dir, **values)
 
 
 @dataclass
@@ -77,13 +126,29 @@ class RunDir:
     def smoothing_weights(self) -> Path:
         return self.path / "checkpoints" / "smoothing.npz"
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> RunInfo:
+        """`run.json`, checked; a missing or malformed file is an error naming it."""
         try:
-            return json.loads(self.run_json.read_text())
+            meta = json.loads(self.run_json.read_text())
+            info = RunInfo.from_json(self.path, meta)
         except FileNotFoundError:
             raise NlbkitError(f"{self.path}: not a run directory (no run.json)") from None
-        except json.JSONDecodeError:
-            raise NlbkitError(f"{self.run_json}: not valid JSON") from None
+        except json.JSONDecodeError as exc:
+            raise NlbkitError(f"{self.run_json}: not valid JSON ({exc})") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise NlbkitError(f"{self.run_json}: malformed run.json ({exc})") from None
+        get_spec(info.dataset)
+        if info.phase not in PHASES:
+            raise NlbkitError(f"{self.run_json}: phase '{info.phase}' is neither 'val' nor 'test'")
+        return info
+
+    def write_info(self, info: RunInfo | dict[str, Any]) -> Path:
+        meta = info.as_json() if isinstance(info, RunInfo) else dict(info)
+        meta["created"] = meta.get("created") or datetime.now(UTC).isoformat()
+        return write_json(self.run_json, meta)
+
+    def write_config(self, cfg: RunConfig) -> Path:
+        return write_json(self.config_json, to_dict(cfg))
 
     def config(self) -> RunConfig:
         try:
@@ -96,7 +161,47 @@ class RunDir:
     def scores(self) -> dict[str, float] | None:
         if not self.scores_json.exists():
             return None
-        return json.loads(self.scores_json.read_text())
+        try:
+            return json.loads(self.scores_json.read_text())
+        except json.JSONDecodeError as exc:
+            raise NlbkitError(f"{self.scores_json}: not valid JSON ({exc})") from None
+
+    def write_scores(self, scores: dict[str, float]) -> Path:
+        return write_json(self.scores_json, scores)
+
+    def metrics(self) -> list[dict[str, str]]:
+        """The rows of `metrics.csv` (one per logged epoch); none when there is no log."""
+        if not self.metrics_csv.exists():
+            return []
+        with open(self.metrics_csv, newline="") as handle:
+            return list(csv.DictReader(handle))
+
+    def write_metrics(self, rows: list[dict], fieldnames: list[str]) -> Path:
+        with atomic_path(self.metrics_csv) as tmp, open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fieldnames)
+            writer.writeheader()
+            writer.writerows(rows)
+        return self.metrics_csv
+
+    def rates(self) -> dict[str, np.ndarray]:
+        """The rate arrays of `rates.h5` (its one group, named after dataset and bin)."""
+        if not self.rates_h5.exists():
+            raise NlbkitError(f"{self.rates_h5}: no rates (has the run finished?)")
+        return read_rates_file(self.rates_h5)[1]
+
+    def write_rates(self, info: RunInfo | dict[str, Any], rates: dict[str, np.ndarray]) -> Path:
+        get = info.get if isinstance(info, dict) else lambda k: getattr(info, k)
+        return write_rates(self.rates_h5, get("dataset"), get("bin_ms"), get("phase"), rates)
+
+
+def read_run(run_dir: str | Path) -> RunInfo:
+    """The checked `run.json` of `run_dir`."""
+    return RunDir(Path(run_dir)).info()
+
+
+def read_rates(run: RunInfo) -> dict[str, np.ndarray]:
+    """The rate arrays of a run."""
+    return RunDir(run.run_dir).rates()
 
 
 def create_run(
@@ -124,8 +229,8 @@ def create_run(
     elif resume:
         raise NlbkitError(f"{run.path}: nothing to resume (no such run directory)")
     (run.path / "checkpoints").mkdir(parents=True, exist_ok=True)
-    write_json(run.run_json, {**info, "created": info.get("created") or datetime.now(UTC).isoformat()})
-    write_json(run.config_json, to_dict(cfg))
+    run.write_info(info)
+    run.write_config(cfg)
     return run
 
 
@@ -183,9 +288,11 @@ def write_rates(
     return Path(path)
 
 
-def read_rates(path: str | Path) -> tuple[str, dict[str, np.ndarray]]:
-    """(group name, arrays) of a one-group rates file."""
-    with h5py.File(path, "r") as h5:
+def read_rates_file(path: str | Path) -> tuple[str, dict[str, np.ndarray]]:
+    """(group name, arrays) of a one-group rates file; one line naming the file if it is not one."""
+    from nlbkit.nlb.h5io import open_h5
+
+    with open_h5(path) as h5:
         names = list(h5)
         if len(names) != 1:
             raise NlbkitError(f"{path}: expected one group of rates, found {names}")

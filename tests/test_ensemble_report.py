@@ -7,7 +7,8 @@ import pytest
 from nlbkit.ensemble import ensemble_runs, mean_rates
 from nlbkit.errors import NlbkitError
 from nlbkit.report.make import make_report
-from nlbkit.scoring.evaluate import read_rates, read_run, score_run
+from nlbkit.runs import read_rates, read_run
+from nlbkit.scoring.evaluate import score_run
 from nlbkit.submit.evalai import submit_runs
 from tests.synth_run_fixtures import synth_tensors, tiny_run
 

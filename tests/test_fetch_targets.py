@@ -15,7 +15,7 @@ from dandi_server import running_server  # noqa: E402
 
 from nlbkit.errors import NlbkitError  # noqa: E402
 from nlbkit.fetch.download import RetryPolicy, partial_dir  # noqa: E402
-from nlbkit.fetch.targets import (  # noqa: E402
+from nlbkit.fetch.test_targets import (  # noqa: E402
     DEFAULT_TARGETS_SHA256,
     DEFAULT_TARGETS_SIZE,
     DEFAULT_TARGETS_URL,

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from nlbkit.nlb.h5io import write_h5_groups
-from nlbkit.paths import atomic_path, current_umask
-from nlbkit.runs import write_json, write_rates
-from nlbkit.scoring.metrics import RATE_KEYS
+from nlbkit.nlb.keys import RATE_KEYS
+from nlbkit.paths import atomic_path, current_umask, write_json
+from nlbkit.runs import write_rates
 
 UMASK_MODES = [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)]
 

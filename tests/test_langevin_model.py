@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from nlbkit.errors import NlbkitError
-from nlbkit.models import LangevinConfig, LangevinFlow
-from nlbkit.models.langevin import coordinated_dropout, masked_poisson_nll
+from nlbkit.models.config import LangevinConfig
+from nlbkit.models.langevin import LangevinFlow, coordinated_dropout, masked_poisson_nll
 from nlbkit.models.potential import (
     CoupledOscillatorPotential,
     StepCoefficients,

@@ -72,3 +72,17 @@ def test_the_graph_sees_known_edges():
     graph = _graph()
     assert "nlbkit.errors" in graph["nlbkit.nlb.datasets"]
     assert "nlbkit.nlb.h5io" in graph["nlbkit.nlb.tensor_file"]
+
+
+def test_relative_links_in_the_docs_resolve():
+    import re
+
+    root = PACKAGE.parent
+    broken = []
+    for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):
+            if "://" in target:
+                continue
+            if not (doc.parent / target).exists():
+                broken.append(f"{doc.relative_to(root)} -> {target}")
+    assert not broken, f"broken links: {broken}"

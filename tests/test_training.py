@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from nlbkit.errors import NlbkitError
+from nlbkit.nlb.keys import RATE_KEYS
 from nlbkit.nlb.tensor_file import TrialSet
-from nlbkit.runs import RATE_KEYS
 from nlbkit.train.loop import add_heldin_of, ramp
 from nlbkit.train.run import build_langevin, predict_file, train_run
 from tests.training_fixtures import N_IN, N_OUT, F, T, tiny_config, write_prepared, write_train_only

@@ -33,7 +33,7 @@ def command(run_dirs: tuple[Path, ...], output: Path, overwrite: bool, data_dir:
       nlbkit evaluate runs/mc_maze_small_5ms_val_ensemble
     """
     from nlbkit.ensemble import ensemble_runs
-    from nlbkit.scoring.evaluate import format_table
+    from nlbkit.scoring.tables import format_table
 
     result = ensemble_runs(run_dirs, output, overwrite, data_dir, targets_file)
     click.echo(f"wrote {result.run_dir} (mean of {len(result.members)} runs)")

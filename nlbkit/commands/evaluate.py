@@ -34,7 +34,8 @@ def command(run_dirs: tuple[Path, ...], phase: str | None, targets_file: Path | 
       nlbkit evaluate runs/mc_maze_small_5ms_val_langevin runs/mc_maze_small_5ms_val_smoothing
       nlbkit evaluate runs/*_test_langevin --targets data/eval_data_test.h5 --json
     """
-    from nlbkit.scoring.evaluate import format_table, score_run
+    from nlbkit.scoring.evaluate import score_run
+    from nlbkit.scoring.tables import format_table
 
     scores = [score_run(d, phase=phase, data_dir=data_dir, targets_file=targets_file) for d in run_dirs]
     if as_json:

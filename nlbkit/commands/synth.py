@@ -6,11 +6,12 @@ import time
 
 import click
 
+from nlbkit.commands.dataset_arg import DATASET_OR_ALL
 from nlbkit.nlb.datasets import DATASET_NAMES
 
 
 @click.command(name="synth")
-@click.argument("dataset", type=click.Choice([*DATASET_NAMES, "all"]), metavar="DATASET|all")
+@click.argument("dataset", type=DATASET_OR_ALL)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Root of the data directory (default: $NLBKIT_DATA or data/).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generator.")
@@ -34,7 +35,7 @@ def command(dataset: str, data_dir: str | None, seed: int, scale: str, force: bo
     from nlbkit.synth.generate import write_dataset
 
     names = list(DATASET_NAMES) if dataset == "all" else [dataset]
-    for name in tqdm(names, desc="synth", unit="dataset", disable=len(names) == 1):
+    for name in tqdm(names, desc="synth", unit="dataset", disable=True if len(names) == 1 else None):
         t0 = time.perf_counter()
         train, test = write_dataset(name, data_dir, seed=seed, scale=scale, force=force)
         click.echo(f"{name} (generated data): {train} and {test} ({time.perf_counter() - t0:.1f} s)")

@@ -321,3 +321,8 @@ class LangevinFlow(nn.Module):
 def _logit(p: float) -> float:
     """log(p / (1 - p)), with p = 0 mapped to a large negative number (sigmoid -> 0 to float precision)."""
     return math.log(p / (1.0 - p)) if p > 0 else -30.0
+
+
+def build(cfg, n_heldin: int, n_heldout: int, n_forward: int) -> LangevinFlow:
+    """The registry's builder: LangevinFlow from a RunConfig's `model` section."""
+    return LangevinFlow(cfg.model, n_heldin, n_heldout, n_forward)

@@ -96,6 +96,8 @@ class DatasetSpec:
     jitter: Jitter | None = None
     psth: PsthSpec | None = None
     scale_prefix: str = ""  # '[500]', '[250]', '[100]' for the scaled mc_maze sets
+    task: str = "maze"  # maze | random_target | center_out_bump | ready_set_go (what `synth` imitates)
+    heldout_interleaved: bool = False  # held-out units among the held-in ones in the units table
     # For generated data at full scale; real counts are read from the files.
     typical_heldin: int = 0
     typical_heldout: int = 0
@@ -105,6 +107,23 @@ class DatasetSpec:
     def has_trials(self) -> bool:
         """False for mc_rtt, whose 'trials' are 600 ms segments of continuous reaching."""
         return self.name != "mc_rtt"
+
+    @property
+    def subject(self) -> str:
+        """The animal, as the archive names its folder: 'sub-Jenkins' -> 'Jenkins'."""
+        return self.asset_dir.removeprefix("sub-")
+
+    @property
+    def decodes_velocity(self) -> bool:
+        """True where behaviour is a velocity time series scored by ridge vel R2; False for
+        dmfc_rsg, whose behaviour is trial information scored by tp corr."""
+        return self.behavior_source is BehaviorSource.CONTINUOUS
+
+    @property
+    def eval_front_padded(self) -> bool:
+        """True where eval windows vary in length and are padded with NaN before their start
+        (dmfc_rsg's set..go windows)."""
+        return self.eval_pad == "front"
 
     def group_name(self, bin_ms: int) -> str:
         """Submission group: 'mc_maze' at 5 ms, 'mc_maze_20' at 20 ms."""
@@ -181,6 +200,7 @@ MC_MAZE = DatasetSpec(
 
 MC_RTT = DatasetSpec(
     name="mc_rtt",
+    task="random_target",
     dandiset_id="000129",
     dandiset_version=None,
     asset_dir="sub-Indy",
@@ -200,6 +220,8 @@ MC_RTT = DatasetSpec(
 
 AREA2_BUMP = DatasetSpec(
     name="area2_bump",
+    task="center_out_bump",
+    heldout_interleaved=True,
     dandiset_id="000127",
     dandiset_version="0.220113.0359",
     asset_dir="sub-Han",
@@ -225,6 +247,8 @@ AREA2_BUMP = DatasetSpec(
 
 DMFC_RSG = DatasetSpec(
     name="dmfc_rsg",
+    task="ready_set_go",
+    heldout_interleaved=True,
     dandiset_id="000130",
     dandiset_version="0.220113.0407",
     asset_dir="sub-Haydn",

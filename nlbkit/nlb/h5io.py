@@ -19,15 +19,19 @@ from nlbkit.paths import atomic_path
 Groups = dict[str, dict[str, np.ndarray]]
 
 
-def open_h5(path: str | os.PathLike) -> h5py.File:
-    """Open for reading; a missing or non-HDF5 file is an error naming it."""
+def open_h5(path: str | os.PathLike, what: str = "file", kind: str = "HDF5", hint: str = "") -> h5py.File:
+    """Open for reading. A missing file, a folder, or one that is not HDF5 (truncated, another
+    format) is an error of one line naming it: '<path>: <what> not found<hint>'."""
     path = Path(path)
     if not path.exists():
-        raise NlbkitError(f"{path}: file not found")
+        raise NlbkitError(f"{path}: {what} not found{hint}")
+    if path.is_dir():
+        raise NlbkitError(f"{path}: is a directory, not an {kind} file")
     try:
         return h5py.File(path, "r")
     except OSError as exc:
-        raise NlbkitError(f"{path}: not a readable HDF5 file ({exc})") from None
+        reason = "truncated or another format"
+        raise NlbkitError(f"{path}: not a readable {kind} file ({reason}: {exc})") from None
 
 
 def _read_member(obj: h5py.Dataset | h5py.Group) -> np.ndarray | None:

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from nlbkit.errors import NlbkitError
-from nlbkit.nlb.h5io import load_val_target
+from nlbkit.nlb.h5io import load_val_target, open_h5
 
 
 @dataclass
@@ -118,15 +118,8 @@ def holdout_split(n_trials: int, fraction: float, seed: int) -> tuple[np.ndarray
 def load_phase_data(path: str | Path, phase: str, eval_fraction: float = 0.2, seed: int = 0) -> PhaseData:
     """The fit and eval trials of `phase` ('val' | 'test') from a tensor file (see module doc)."""
     path = Path(path)
-    if not path.exists():
-        raise NlbkitError(
-            f"{path}: tensor file not found (run `nlbkit prepare` first, or pass --from-tensors)"
-        )
-    try:
-        handle = h5py.File(path, "r")
-    except OSError:
-        raise NlbkitError(f"{path}: not a readable HDF5 file") from None
-    with handle as h5:
+    hint = " (run `nlbkit prepare` first, or pass --from-tensors)"
+    with open_h5(path, "tensor file", hint=hint) as h5:
         if "train" in h5 and isinstance(h5["train"], h5py.Group):
             return _prepared(h5, path, phase)
         if "train_spikes_heldin" in h5:

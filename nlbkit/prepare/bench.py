@@ -8,7 +8,6 @@ session until it fails, is killed above the memory cap, or passes the time limit
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -18,9 +17,9 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from nlbkit import paths
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import get_spec
-from nlbkit.paths import atomic_path
 
 DEFAULT_SIZES = ("1/16", "1/8", "1/4", "1/2", "1")
 # nlb_tools runs in its own environment from the source checkout's reference harness; a wheel install
@@ -258,6 +257,4 @@ def _rss(m: Measurement | None) -> str:
 
 
 def write_json(result: dict, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(result, indent=2))
-    return path
+    return paths.write_json(path, result)

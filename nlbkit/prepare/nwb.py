@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 
 from nlbkit.errors import NlbkitError
+from nlbkit.nlb.h5io import open_h5
 
 _READ_BLOCK = 1 << 22  # spike times per read (32 MB of float64)
 
@@ -163,15 +164,7 @@ class Session:
 
 
 def _open(path: Path) -> h5py.File:
-    if not path.exists():
-        raise NlbkitError(f"{path}: file not found")
-    if path.is_dir():
-        raise NlbkitError(f"{path}: is a directory, not an NWB file")
-    try:
-        return h5py.File(path, "r")
-    except OSError as exc:
-        reason = f"not a readable NWB/HDF5 file (truncated or another format): {exc}"
-        raise NlbkitError(f"{path}: {reason}") from None
+    return open_h5(path, kind="NWB/HDF5")
 
 
 def _ragged(table: h5py.Group, name: str) -> list[np.ndarray]:

@@ -23,13 +23,13 @@ import numpy as np
 
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import BehaviorSource, DatasetSpec, check_bin, get_spec
+from nlbkit.nlb.h5io import Groups
 from nlbkit.paths import atomic_path, dataset_dir, tensors_path
 from nlbkit.prepare.eval_targets import val_target
 from nlbkit.prepare.inputs import Context, eval_input, train_input
 from nlbkit.prepare.nwb import read_session
 
 GROUPS: tuple[str, ...] = ("train", "trainval", "val", "test", "val_target")
-Tensors = dict[str, dict[str, np.ndarray]]
 
 
 def _find_asset(folder: Path, exact: str, glob: str, what: str) -> Path:
@@ -120,7 +120,7 @@ def build_eval_input(test_nwb: str | os.PathLike, dataset: str, bin_ms: int) -> 
     return eval_input(ctx, mask)
 
 
-def build_tensors(dataset: str, bin_ms: int, data_dir: str | os.PathLike | None = None) -> Tensors:
+def build_tensors(dataset: str, bin_ms: int, data_dir: str | os.PathLike | None = None) -> Groups:
     """All five groups in memory: `{group: {key: array}}` with nlb_tools' key names."""
     out = dict(iter_groups(dataset, bin_ms, data_dir, progress=False))
     return {name: out[name] for name in GROUPS}
@@ -162,14 +162,14 @@ def prepare(
     return final
 
 
-def load_tensors(path: str | os.PathLike) -> Tensors:
+def load_tensors(path: str | os.PathLike) -> Groups:
     """Read a tensors file back: `{group: {key: array}}` (index lists as object arrays)."""
     path = Path(path)
     if not path.exists():
         raise NlbkitError(f"{path}: tensors file not found (run `nlbkit prepare`)")
     try:
         with h5py.File(path, "r") as f:
-            out: Tensors = {}
+            out: Groups = {}
             for name, group in f.items():
                 arrays = {}
                 for key, ds in group.items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 
 from nlbkit.nlb.tensor_file import TrialSet, load_phase_data
 from nlbkit.runs import RunDir
-from nlbkit.scoring.evaluate import holdout_target, read_rates, read_run
+from nlbkit.scoring.evaluate import holdout_target
 
 REPORT_DIR = "report"
 
@@ -39,13 +38,6 @@ class ReportData:
     notes: list[str] = field(default_factory=list)
 
 
-def _read_metrics(run: RunDir) -> list[dict[str, str]] | None:
-    if not run.metrics_csv.exists():
-        return None
-    with open(run.metrics_csv, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 def _holdout_trials(tensors: Path, eval_index: tuple[int, ...]) -> TrialSet:
     with h5py.File(tensors, "r") as h5:
         index = np.asarray(eval_index)
@@ -62,10 +54,9 @@ def _holdout_trials(tensors: Path, eval_index: tuple[int, ...]) -> TrialSet:
 
 def load_report_data(run_dir: str | os.PathLike) -> ReportData:
     """Gather a run's pieces; missing optional ones are recorded in `notes`."""
-    info = read_run(run_dir)
     run = RunDir(Path(run_dir))
-    meta = run.info()
-    rates = read_rates(info)
+    info = run.info()
+    rates = run.rates()
     data = ReportData(
         run=run,
         dataset=info.dataset,
@@ -74,7 +65,7 @@ def load_report_data(run_dir: str | os.PathLike) -> ReportData:
         model=info.model,
         n_heldin=rates["eval_rates_heldin"].shape[2],
         rates=rates,
-        metrics=_read_metrics(run),
+        metrics=run.metrics() or None,
     )
     tensors = info.tensors
     if tensors is None or not tensors.exists():
@@ -87,7 +78,7 @@ def load_report_data(run_dir: str | os.PathLike) -> ReportData:
         phase_data = load_phase_data(tensors, info.phase)
         data.eval_trials, data.targets = phase_data.eval, phase_data.targets
         truth = tensors.parent / "ground_truth.h5"
-        if truth.exists() and meta.get("eval_source", info.phase) == info.phase:
+        if truth.exists() and (info.eval_source or info.phase) == info.phase:
             from nlbkit.synth.oracle import oracle_rates
 
             data.true_rates = oracle_rates(info.dataset, info.bin_ms, tensors.parent.parent, info.phase)

@@ -27,15 +27,6 @@ from nlbkit.nlb.datasets import DATASET_NAMES, get_spec
 
 logger = logging.getLogger(__name__)
 
-METRIC_NAMES: tuple[str, ...] = ("co-bps", "vel R2", "psth R2", "fp-bps", "tp corr")
-RATE_KEYS: tuple[str, ...] = (
-    "train_rates_heldin",
-    "train_rates_heldout",
-    "eval_rates_heldin",
-    "eval_rates_heldout",
-    "eval_rates_heldin_forward",
-    "eval_rates_heldout_forward",
-)
 RIDGE_ALPHAS = np.logspace(-4, 0, 9)
 # Columns of dmfc_rsg's eval behaviour that define a condition for tp corr (is_eye, theta, is_short).
 TP_COND_COLUMNS = [0, 1, 2]
@@ -238,26 +229,29 @@ def evaluate_group(
     rates: the submission arrays (RATE_KEYS; train rates are not needed for dmfc_rsg).
     Returns {metric: value} under nlb_tools' metric names, without scaling prefixes.
     """
-    get_spec(dataset)
+    spec = get_spec(dataset)
     eval_heldout = _f64(rates["eval_rates_heldout"])
     eval_rates = np.concatenate([_f64(rates["eval_rates_heldin"]), eval_heldout], axis=-1)
     spikes_heldout = _f64(target["eval_spikes_heldout"])
-    eval_behavior = _f64(target["eval_behavior"])
     result = {"co-bps": bits_per_spike(eval_heldout, spikes_heldout)}
-    if dataset == "dmfc_rsg":
-        result["tp corr"] = speed_tp_correlation(spikes_heldout, eval_rates, eval_behavior)
-    else:
-        train_rates = np.concatenate(
-            [_f64(rates["train_rates_heldin"]), _f64(rates["train_rates_heldout"])], axis=-1
-        )
-        result["vel R2"] = velocity_r2(
-            train_rates,
-            _f64(target["train_behavior"]),
-            eval_rates,
-            eval_behavior,
-            target.get("train_decode_mask"),
-            target.get("eval_decode_mask"),
-        )
+    # Targets without behaviour (train trials held out of a file without `train_behavior`) get
+    # the spike metrics alone.
+    if "eval_behavior" in target:
+        eval_behavior = _f64(target["eval_behavior"])
+        if not spec.decodes_velocity:
+            result["tp corr"] = speed_tp_correlation(spikes_heldout, eval_rates, eval_behavior)
+        else:
+            train_rates = np.concatenate(
+                [_f64(rates["train_rates_heldin"]), _f64(rates["train_rates_heldout"])], axis=-1
+            )
+            result["vel R2"] = velocity_r2(
+                train_rates,
+                _f64(target["train_behavior"]),
+                eval_rates,
+                eval_behavior,
+                target.get("train_decode_mask"),
+                target.get("eval_decode_mask"),
+            )
     if "psth" in target:
         jitter = target.get("eval_jitter")
         result["psth R2"] = psth_r2(_f64(target["psth"]), eval_rates, target["eval_cond_idx"], jitter)

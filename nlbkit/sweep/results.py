@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from nlbkit.config import RunConfig, flatten, from_dict, to_dict
-from nlbkit.paths import atomic_path
-from nlbkit.runs import RunDir, write_json
+from nlbkit.nlb.keys import METRIC_NAMES
+from nlbkit.paths import atomic_path, write_json
+from nlbkit.runs import RunDir
 from nlbkit.sweep.space import SearchSpace, short_name
 
 RANK_METRIC = "best_co_bps"  # the best validation co-bps so far: what trials are ranked by
 N_BEST = 3
-EVAL_METRICS = ("co-bps", "vel R2", "psth R2", "fp-bps")  # the run's local scores, in the table
 
 
 def metric_key(name: str) -> str:
@@ -43,10 +43,9 @@ def _status(trial, run: RunDir | None) -> str:
 
 def _run_log(run: RunDir | None) -> tuple[int, float]:
     """(epochs logged, best validation co-bps) from a trial's metrics.csv."""
-    if run is None or not run.metrics_csv.exists():
+    rows = run.metrics() if run is not None else []
+    if not rows:
         return 0, math.nan
-    with open(run.metrics_csv, newline="") as handle:
-        rows = list(csv.DictReader(handle))
     values = [float(r["val_co_bps"]) for r in rows if r.get("val_co_bps", "") != ""]
     return len(rows), max(values) if values else math.nan
 
@@ -78,7 +77,7 @@ def summarize(trials: list, space: SearchSpace, trials_root: Path) -> list[dict[
             "status": _status(trial, run),
             "epochs": epochs,
             "best_val_co_bps": best,
-            **{metric_key(name): scores.get(name, math.nan) for name in EVAL_METRICS},
+            **{metric_key(name): scores.get(name, math.nan) for name in METRIC_NAMES},
             **{key: values.get(key) for key in space.keys()},
         }
         rows.append(row)

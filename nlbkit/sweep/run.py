@@ -19,7 +19,6 @@ the exploiting trial's run directory. Trials are ranked by their best validation
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
@@ -44,8 +43,8 @@ from nlbkit.config import (
 )
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import check_bin, get_spec
-from nlbkit.paths import atomic_path, check_plain_name, tensors_path
-from nlbkit.runs import RunDir, run_name, write_json
+from nlbkit.paths import atomic_path, check_plain_name, tensors_path, write_json
+from nlbkit.runs import RunDir, run_name
 from nlbkit.sweep.results import RANK_METRIC, SweepResult, write_results
 from nlbkit.sweep.space import SearchSpace, load_space, param_space, pbt_mutations, short_name
 from nlbkit.train.checkpoint import load_checkpoint, save_checkpoint
@@ -120,7 +119,7 @@ def restore_checkpoint(folder: Path, run: RunDir, cfg: RunConfig) -> None:
                 shutil.copyfile(source, tmp)
     donor = folder / "config.json"
     if donor.exists() and RunDir(folder).config().train.lr != cfg.train.lr and run.last_ckpt.exists():
-        state = load_checkpoint(run.last_ckpt)
+        state = load_checkpoint(run.last_ckpt, "cpu", ("model", "optimizer"))
         for group in state["optimizer"]["param_groups"]:
             group["lr"] = cfg.train.lr
         save_checkpoint(state, run.last_ckpt)
@@ -145,11 +144,8 @@ class EpochReporter:
         self.last_epoch = last_epoch
         self.last: dict[str, float] = {}
 
-    def __call__(self, epoch: int) -> None:
-        with open(self.run.metrics_csv, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        row = rows[-1] if rows else {}
-        if not row or row.get("val_co_bps", "") == "":
+    def __call__(self, epoch: int, row: dict) -> None:
+        if row.get("val_co_bps", "") == "":
             return  # not a validation epoch: nothing new for the scheduler
         self.last = {key: _number(row.get(key, "")) for key in REPORTED}
         self.last["epoch"] = epoch
@@ -187,9 +183,9 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     outcome = train_run(
         context.dataset,
         cfg,
-        context.bin_ms,
-        "val",
-        "langevin",
+        bin_ms=context.bin_ms,
+        phase="val",
+        model="langevin",
         from_tensors=context.tensors,
         run_root=context.trials_root,
         tag=trial_id,

@@ -43,8 +43,6 @@ from nlbkit.synth.oracle import GROUND_TRUTH_NAME, load_ground_truth, oracle_rat
 __all__ = ["GROUND_TRUTH_NAME", "SCALES", "load_ground_truth", "oracle_rates", "write_dataset", "write_all"]
 
 TEST_SPACING_MS = 100  # test trials sit back to back in the test file, this far apart
-_SUBJECTS = {"mc_rtt": "Indy", "area2_bump": "Han", "dmfc_rsg": "Haydn"}
-_INTERLEAVED_HELDOUT = ("area2_bump", "dmfc_rsg")  # elsewhere held-out units come last
 
 
 def write_dataset(
@@ -118,7 +116,7 @@ def _units(layout: Layout, dataset: str, rng: np.random.Generator) -> tuple[np.n
     weights = rng.normal(0.0, 1.0, size=(n, 3)) * rng.uniform(0.4, 0.9, size=(n, 1))
     bias = np.log(rng.uniform(4.0, 25.0, size=n))
     heldout = np.arange(n) >= layout.n_heldin
-    if dataset in _INTERLEAVED_HELDOUT:
+    if get_spec(dataset).heldout_interleaved:
         heldout = rng.permutation(heldout)
     return weights, bias, heldout
 
@@ -150,7 +148,7 @@ def _write_train(spec, layout, timeline, times, counts, heldout, obs, out_dir, s
         identifier=f"nlbkit-synth-{spec.name}-seed{seed}-train",
         description=f"{GENERATED_STAMP} in the layout of the NLB dataset {spec.name} (train and val trials).",
         session_id=spec.name,
-        subject=_SUBJECTS.get(spec.name, "Jenkins"),
+        subject=spec.subject,
         units=units,
         trials=trials,
         behavior=behavior,
@@ -205,7 +203,7 @@ def _write_test(spec, layout, unit, ticks, heldout, out_dir, seed, rng) -> tuple
         identifier=f"nlbkit-synth-{spec.name}-seed{seed}-test",
         description=f"{GENERATED_STAMP} in the layout of the NLB dataset {spec.name} (test trials).",
         session_id=spec.name,
-        subject=_SUBJECTS.get(spec.name, "Jenkins"),
+        subject=spec.subject,
         units=units,
         trials=trials_table(columns, layout.column_descriptions),
     )

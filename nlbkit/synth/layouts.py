@@ -334,13 +334,8 @@ def rsg_layout(spec: DatasetSpec, scale: str, rng: np.random.Generator) -> Layou
 
 
 def make_layout(spec: DatasetSpec, scale: str, rng: np.random.Generator) -> Layout:
-    if spec.name == "mc_rtt":
-        return rtt_layout(spec, scale, rng)
-    if spec.name == "area2_bump":
-        return area2_layout(spec, scale, rng)
-    if spec.name == "dmfc_rsg":
-        return rsg_layout(spec, scale, rng)
-    return maze_layout(spec, scale, rng)
+    build = {"random_target": rtt_layout, "center_out_bump": area2_layout, "ready_set_go": rsg_layout}
+    return build.get(spec.task, maze_layout)(spec, scale, rng)
 
 
 _MAZE_DESCRIPTIONS = {

@@ -17,11 +17,11 @@ import numpy as np
 
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import DatasetSpec, check_bin, get_spec
+from nlbkit.nlb.keys import PHASES
 from nlbkit.paths import dataset_dir
 from nlbkit.synth.latents import LatentTimeline, rates_hz
 
 GROUND_TRUTH_NAME = "ground_truth.h5"
-PHASES = ("val", "test")
 
 
 @dataclass(frozen=True)

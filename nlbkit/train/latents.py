@@ -13,13 +13,13 @@ from nlbkit.runs import RunDir
 from nlbkit.train.loop import resolve_device, seed_everything
 
 
-def load_network(run: RunDir, device: str = "cpu") -> torch.nn.Module:
+def langevin_network(run: RunDir, device: str = "cpu") -> torch.nn.Module:
     """The run's model with the weights of its best checkpoint (its last when there is no best)."""
     from nlbkit.train import run as workflow
 
     info, cfg = run.info(), run.config()
-    if info.get("model") != "langevin":
-        raise NlbkitError(f"{run.path}: {info.get('model')} runs have no latent states")
+    if info.model != "langevin":
+        raise NlbkitError(f"{run.path}: {info.model} runs have no latent states")
     return workflow.load_network(run, info, cfg, resolve_device(device))
 
 
@@ -53,7 +53,7 @@ def run_latents(
     Seeded by the run's seed, so repeated calls agree.
     """
     run = RunDir(Path(run_dir))
-    net = load_network(run, device)
+    net = langevin_network(run, device)
     seed_everything(run.config().train.seed)
     x = torch.as_tensor(np.nan_to_num(np.asarray(heldin, dtype=np.float32)))
     parts = []
@@ -72,7 +72,7 @@ def run_latents(
     k = int(getattr(net, "bins_per_step", 1))
     n_observed = net.n_steps(n_bins)[0] if hasattr(net, "n_steps") else n_bins
     pad = n_observed * k - n_bins  # the observed bins are left-padded to whole steps
-    bin_ms = float(run.info()["bin_ms"])
+    bin_ms = float(run.info().bin_ms)
     return Latents(np.concatenate(parts, axis=0), n_observed, k * bin_ms, ((k - 1) / 2 - pad) * bin_ms)
 
 

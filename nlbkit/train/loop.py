@@ -11,7 +11,6 @@ epoch is saved, so the last checkpoint is the last good state.
 
 from __future__ import annotations
 
-import csv
 import math
 import random
 import time
@@ -21,15 +20,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from nlbkit.config import TrainConfig
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.tensor_file import TrialSet, holdout_split
-from nlbkit.paths import atomic_path
 from nlbkit.runs import RunDir
 from nlbkit.scoring.metrics import bits_per_spike
-from nlbkit.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from nlbkit.train.checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
+from nlbkit.train.progress import EpochProgress, stop_line
 
 CSV_FIELDS = (
     "epoch",
@@ -46,7 +44,19 @@ CSV_FIELDS = (
 
 
 class TrainingDiverged(NlbkitError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite; `checkpoint_epoch` is the last saved epoch (0: none)."""
+
+    def __init__(self, message: str, checkpoint_epoch: int = 0) -> None:
+        super().__init__(message)
+        self.checkpoint_epoch = checkpoint_epoch
+
+
+class TrainingInterrupted(NlbkitError):
+    """Ctrl-C during training; `checkpoint_epoch` is the last saved epoch (0: none)."""
+
+    def __init__(self, message: str, checkpoint_epoch: int = 0) -> None:
+        super().__init__(message)
+        self.checkpoint_epoch = checkpoint_epoch
 
 
 def seed_everything(seed: int) -> None:
@@ -72,7 +82,7 @@ def ramp(epoch: int, ramp_epochs: int) -> float:
 
 
 @dataclass
-class Tensors:
+class DeviceTrials:
     """One set of trials as tensors on the training device."""
 
     heldin: torch.Tensor  # (trials, T, Nin)
@@ -80,7 +90,7 @@ class Tensors:
     heldout: np.ndarray  # (trials, T, Nout) spike counts, for co-bps
 
     @classmethod
-    def from_trials(cls, trials: TrialSet, device: torch.device) -> Tensors:
+    def from_trials(cls, trials: TrialSet, device: torch.device) -> DeviceTrials:
         heldin = torch.as_tensor(np.nan_to_num(trials.heldin).astype(np.float32), device=device)
         return cls(heldin, torch.as_tensor(trials.target(), device=device), trials.heldout)
 
@@ -144,7 +154,7 @@ class Trainer:
         val: TrialSet | None,
         device: torch.device,
         progress: bool = True,
-        on_epoch: Callable[[int], None] | None = None,
+        on_epoch: Callable[[int, dict], None] | None = None,
     ) -> None:
         self.model = model.to(device)
         self.cfg = cfg
@@ -152,8 +162,8 @@ class Trainer:
         self.device = device
         self.progress = progress
         self.on_epoch = on_epoch
-        self.fit_set = Tensors.from_trials(fit, device)
-        self.val_set = Tensors.from_trials(val, device) if val is not None else None
+        self.fit_set = DeviceTrials.from_trials(fit, device)
+        self.val_set = DeviceTrials.from_trials(val, device) if val is not None else None
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=0.0)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr
@@ -163,6 +173,8 @@ class Trainer:
         self.best_co_bps = -math.inf
         self.best_epoch = 0
         self.rows: list[dict] = []
+        self.saved_epoch = 0  # epoch of checkpoints/last.pt
+        self.stop_note: str | None = None  # why training ended before cfg.epochs, if it did
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
@@ -196,8 +208,9 @@ class Trainer:
         """Continue from `checkpoints/last.pt`: weights, optimiser, scheduler, RNGs and the log."""
         if not self.run.last_ckpt.exists():
             raise NlbkitError(f"{self.run.last_ckpt}: no checkpoint to resume from")
-        state = load_checkpoint(self.run.last_ckpt, map_location=self.device)
-        self.model.load_state_dict(state["model"])
+        needs = ("model", "optimizer", "scheduler", "scaler", "epoch", "best_co_bps", "best_epoch", "rng")
+        state = load_checkpoint(self.run.last_ckpt, self.device, needs)
+        load_weights(self.model, state, self.run.last_ckpt)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -207,19 +220,11 @@ class Trainer:
             state["best_epoch"],
         )
         set_rng_state(state["rng"], self.shuffle)
-        self.rows = [r for r in self._read_log() if int(r["epoch"]) <= self.epoch]
-
-    def _read_log(self) -> list[dict]:
-        if not self.run.metrics_csv.exists():
-            return []
-        with open(self.run.metrics_csv, newline="") as handle:
-            return list(csv.DictReader(handle))
+        self.rows = [r for r in self.run.metrics() if int(r["epoch"]) <= self.epoch]
+        self.saved_epoch = self.epoch
 
     def _write_log(self) -> None:
-        with atomic_path(self.run.metrics_csv) as tmp, open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
-            writer.writeheader()
-            writer.writerows(self.rows)
+        self.run.write_metrics(self.rows, CSV_FIELDS)
 
     # --- one epoch ---------------------------------------------------------------------------------
     def _train_epoch(self, kl_weight: float) -> dict[str, float]:
@@ -235,7 +240,8 @@ class Trainer:
                 )
             value = float(loss.detach())
             if not math.isfinite(value):
-                raise TrainingDiverged(self._diverged_message(value))
+                saved = self.saved_epoch if self.run.last_ckpt.exists() else 0
+                raise TrainingDiverged(self._diverged_message(value), saved)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
@@ -253,10 +259,7 @@ class Trainer:
             if self.run.last_ckpt.exists()
             else "no epoch had completed, so there is no checkpoint"
         )
-        return (
-            f"loss became {value} at epoch {self.epoch + 1}; training stopped and {kept}. "
-            f"Try a lower learning rate (--set train.lr=...) and --resume"
-        )
+        return f"loss became {value} at epoch {self.epoch + 1}; training stopped and {kept}"
 
     def _validate(self, kl_weight: float) -> tuple[float, float]:
         """(validation NLL, co-bps of the held-out neurons over the observed bins)."""
@@ -273,55 +276,76 @@ class Trainer:
 
     # --- the loop ----------------------------------------------------------------------------------
     def fit(self) -> int:
+        """Train until `cfg.epochs` or early stopping; returns the epochs completed.
+
+        Sets `stop_note` when early stopping ended it. Ctrl-C raises TrainingInterrupted, naming the
+        last checkpoint, which is kept.
+        """
         cfg = self.cfg
-        bar = tqdm(
-            total=cfg.epochs,
-            initial=self.epoch,
-            desc="train",
-            unit="epoch",
-            disable=not self.progress,
-            dynamic_ncols=True,
-        )
-        latest_co_bps = float("nan")
+        progress = EpochProgress(cfg.epochs, self.epoch, self.device.type, enabled=self.progress)
         try:
             while self.epoch < cfg.epochs and not self._patience_spent():
-                started = time.perf_counter()
-                warm = ramp(self.epoch, cfg.kl_ramp_epochs)
-                kl_weight = cfg.kl_max * warm
-                for group in self.optimizer.param_groups:
-                    group["weight_decay"] = cfg.weight_decay * warm
-                totals = self._train_epoch(kl_weight)
-                self.epoch += 1
-                row = {
-                    "epoch": self.epoch,
-                    "kl_weight": kl_weight,
-                    "lr": self.optimizer.param_groups[0]["lr"],
-                    **totals,
-                    "val_nll": "",
-                    "val_co_bps": "",
-                    "best_co_bps": "",
-                }
-                improved = False
-                if self.val_set is not None and (self.epoch % cfg.val_every == 0 or self.epoch == cfg.epochs):
-                    val_nll, latest_co_bps = self._validate(kl_weight)
-                    self.scheduler.step(val_nll)
-                    row.update(val_nll=val_nll, val_co_bps=latest_co_bps)
-                    if latest_co_bps > self.best_co_bps and self.epoch >= self._selection_start():
-                        self.best_co_bps, self.best_epoch, improved = latest_co_bps, self.epoch, True
-                row["best_co_bps"] = self.best_co_bps if math.isfinite(self.best_co_bps) else ""
-                row["seconds"] = round(time.perf_counter() - started, 4)
-                self.rows.append(row)
-                if improved or self.val_set is None:
-                    self.save(self.run.best_ckpt)
-                self.save(self.run.last_ckpt)
-                self._write_log()
-                bar.update(1)
-                bar.set_postfix(loss=f"{totals['loss']:.4f}", val_co_bps=f"{latest_co_bps:.4f}")
+                loss, co_bps = self._run_epoch()
+                progress.update(self.epoch, loss, co_bps)
                 if self.on_epoch is not None:
-                    self.on_epoch(self.epoch)
+                    self.on_epoch(self.epoch, self.rows[-1])
+        except KeyboardInterrupt:
+            raise self._interrupted() from None
         finally:
-            bar.close()
+            progress.close()
+        if self.epoch < cfg.epochs and self._patience_spent():
+            since = max(self.best_epoch, self._selection_start())
+            self.stop_note = stop_line(self.epoch, self.epoch - since, self.best_epoch)
+            progress.say(self.stop_note)
         return self.epoch
+
+    def _run_epoch(self) -> tuple[float, float]:
+        """One epoch, its log row and checkpoints; (training loss, validation co-bps or NaN)."""
+        cfg = self.cfg
+        started = time.perf_counter()
+        warm = ramp(self.epoch, cfg.kl_ramp_epochs)
+        kl_weight = cfg.kl_max * warm
+        for group in self.optimizer.param_groups:
+            group["weight_decay"] = cfg.weight_decay * warm
+        totals = self._train_epoch(kl_weight)
+        self.epoch += 1
+        row = {
+            "epoch": self.epoch,
+            "kl_weight": kl_weight,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            **totals,
+            "val_nll": "",
+            "val_co_bps": "",
+            "best_co_bps": "",
+        }
+        improved, co_bps = False, float("nan")
+        if self.val_set is not None and (self.epoch % cfg.val_every == 0 or self.epoch == cfg.epochs):
+            val_nll, co_bps = self._validate(kl_weight)
+            self.scheduler.step(val_nll)
+            row.update(val_nll=val_nll, val_co_bps=co_bps)
+            if co_bps > self.best_co_bps and self.epoch >= self._selection_start():
+                self.best_co_bps, self.best_epoch, improved = co_bps, self.epoch, True
+        row["best_co_bps"] = self.best_co_bps if math.isfinite(self.best_co_bps) else ""
+        row["seconds"] = round(time.perf_counter() - started, 4)
+        self.rows.append(row)
+        if improved or self.val_set is None:
+            self.save(self.run.best_ckpt)
+        self.save(self.run.last_ckpt)
+        self.saved_epoch = self.epoch
+        self._write_log()
+        return totals["loss"], co_bps
+
+    def _interrupted(self) -> TrainingInterrupted:
+        if self.run.last_ckpt.exists():
+            saved = self.saved_epoch
+            return TrainingInterrupted(
+                f"interrupted during epoch {self.epoch + 1} of {self.cfg.epochs}; the last checkpoint "
+                f"{self.run.last_ckpt} (epoch {saved}) is kept",
+                saved,
+            )
+        return TrainingInterrupted(
+            f"interrupted during epoch {self.epoch + 1}, before any checkpoint was written", 0
+        )
 
     def _selection_start(self) -> int:
         """First epoch whose checkpoint may be chosen: the end of the KL warm-up (or the last epoch).
@@ -340,5 +364,4 @@ class Trainer:
     def load_best(self) -> None:
         """Weights of the best checkpoint (the last one when there was no validation)."""
         path = self.run.best_ckpt if self.run.best_ckpt.exists() else self.run.last_ckpt
-        state = load_checkpoint(path, map_location=self.device)
-        self.model.load_state_dict(state["model"])
+        load_weights(self.model, load_checkpoint(path, self.device), path)

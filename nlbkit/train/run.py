@@ -12,19 +12,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 
 from nlbkit.config import RunConfig, SmoothingConfig, resolve_for_bin
 from nlbkit.errors import NlbkitError
+from nlbkit.models import get_model
 from nlbkit.models.smoothing import SmoothingBaseline
 from nlbkit.nlb.datasets import check_bin, get_spec
+from nlbkit.nlb.h5io import open_h5
 from nlbkit.nlb.tensor_file import PhaseData, load_phase_data
 from nlbkit.paths import tensors_path
-from nlbkit.runs import MODELS, RunDir, create_run, rates_dict, run_name, write_json, write_rates
-from nlbkit.scoring.rates import score_rates
-from nlbkit.train.checkpoint import load_checkpoint
+from nlbkit.runs import RunDir, RunInfo, create_run, rates_dict, run_name, write_rates
+from nlbkit.scoring.evaluate import score_rates
+from nlbkit.train.checkpoint import load_checkpoint, load_weights
 from nlbkit.train.loop import (
     Trainer,
     add_heldin_of,
@@ -38,9 +39,7 @@ ModelFactory = Callable[[RunConfig, int, int, int], torch.nn.Module]
 
 
 def build_langevin(cfg: RunConfig, n_heldin: int, n_heldout: int, n_forward: int) -> torch.nn.Module:
-    from nlbkit.models.langevin import LangevinFlow
-
-    return LangevinFlow(cfg.model, n_heldin, n_heldout, n_forward)
+    return get_model("langevin").build(cfg, n_heldin, n_heldout, n_forward)
 
 
 @dataclass
@@ -49,11 +48,13 @@ class TrainOutcome:
     scores: dict[str, float]
     baseline: dict[str, float] = field(default_factory=dict)  # the smoothing baseline's, same trials
     epochs: int = 0
+    stop_note: str | None = None  # why training ended before its last epoch (early stopping)
 
 
 def train_run(
     dataset: str,
     cfg: RunConfig,
+    *,
     bin_ms: int = 5,
     phase: str = "val",
     model: str = "langevin",
@@ -74,8 +75,7 @@ def train_run(
     """
     get_spec(dataset)
     check_bin(bin_ms)
-    if model not in MODELS:
-        raise NlbkitError(f"unknown model '{model}': use one of {', '.join(MODELS)}")
+    entry = get_model(model)
     resolve_for_bin(cfg, bin_ms)
     path = Path(from_tensors) if from_tensors else tensors_path(dataset, bin_ms, data_dir)
     data = load_phase_data(path, phase, cfg.train.eval_fraction, cfg.train.seed)
@@ -104,18 +104,18 @@ def train_run(
     run = create_run(
         run_root, run_name(dataset, bin_ms, data.phase, model, tag), info, cfg, resume, overwrite
     )
-    if model == "smoothing":
+    if not entry.uses_torch:
         train_rates, eval_rates = _fit_smoothing(run, data, cfg.smoothing, bin_ms)
-        epochs = 0
+        epochs, stop_note = 0, None
     else:
-        train_rates, eval_rates, epochs = _fit_torch(
+        train_rates, eval_rates, epochs, stop_note = _fit_torch(
             run, data, cfg, resume, progress, model_factory, on_epoch
         )
     rates = rates_dict(train_rates, eval_rates, data.n_heldin, data.fit.heldin.shape[1])
-    write_rates(run.rates_h5, dataset, bin_ms, data.phase, rates)
-    scores = score_rates(dataset, bin_ms, data.targets, rates)
-    write_json(run.scores_json, scores)
-    outcome = TrainOutcome(run=run, scores=scores, epochs=epochs)
+    run.write_rates(info, rates)
+    scores = score_rates(dataset, bin_ms, data.targets, rates, run.rates_h5)
+    run.write_scores(scores)
+    outcome = TrainOutcome(run=run, scores=scores, epochs=epochs, stop_note=stop_note)
     if model == "langevin" and cfg.train.compare_smoothing and scores:
         outcome.baseline = baseline_scores(
             dataset, cfg, bin_ms, data.phase, data_dir, from_tensors, run_root, tag, info
@@ -141,7 +141,7 @@ def _fit_torch(
     progress: bool,
     model_factory: ModelFactory,
     on_epoch: Callable[[int], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray, int, str | None]:
     tc = cfg.train
     device = resolve_device(tc.device)
     threads = tc.threads or (1 if (os.cpu_count() or 1) <= 2 else 0)
@@ -164,7 +164,7 @@ def _fit_torch(
     samples = cfg.model.prediction_samples
     train_rates = predict(net, data.fit.heldin, samples, tc.batch_size, device)
     eval_rates = predict(net, data.eval.heldin, samples, tc.batch_size, device)
-    return train_rates, eval_rates, epochs
+    return train_rates, eval_rates, epochs, trainer.stop_note
 
 
 def baseline_scores(
@@ -189,21 +189,21 @@ def baseline_scores(
     for name in dict.fromkeys((own, shared)):
         sibling = RunDir(Path(run_root) / name)
         if sibling.run_json.exists() and sibling.scores_json.exists():
-            other = sibling.info()
-            same = all(other.get(k) == info.get(k) for k in ("tensors", "eval_index"))
+            other, current = sibling.info(), RunInfo.from_json(sibling.path, info)
+            same = all(getattr(other, k) == getattr(current, k) for k in ("tensors", "eval_index"))
             if same and sibling.config().smoothing == cfg.smoothing:
                 return sibling.scores() or {}
     target_tag = default_tag if not (Path(run_root) / shared).exists() else tag
     outcome = train_run(
         dataset,
         cfg,
-        bin_ms,
-        phase,
-        "smoothing",
-        data_dir,
-        from_tensors,
-        run_root,
-        target_tag,
+        bin_ms=bin_ms,
+        phase=phase,
+        model="smoothing",
+        data_dir=data_dir,
+        from_tensors=from_tensors,
+        run_root=run_root,
+        tag=target_tag,
         overwrite=True,
         progress=False,
     )
@@ -212,13 +212,7 @@ def baseline_scores(
 
 def _read_input(path: Path, run_phase: str) -> tuple[np.ndarray, np.ndarray | None]:
     """(eval_spikes_heldin, train_spikes_heldin or None) from the file's root, else its phase groups."""
-    try:
-        handle = h5py.File(path, "r")
-    except FileNotFoundError:
-        raise NlbkitError(f"{path}: input file not found") from None
-    except OSError:
-        raise NlbkitError(f"{path}: not a readable HDF5 file") from None
-    with handle as h5:
+    with open_h5(path, "input file") as h5:
         eval_group, train_group = h5, h5
         if "eval_spikes_heldin" not in h5:
             eval_name, train_name = ("val", "train") if run_phase == "val" else ("test", "trainval")
@@ -239,8 +233,11 @@ def predict_file(
     """Rates of a trained run for the trials of `input_path`, written to `output` (rates.h5 format)."""
     run = RunDir(Path(run_dir))
     info, cfg = run.info(), run.config()
-    eval_heldin, train_heldin = _read_input(Path(input_path), info["phase"])
-    n_heldin = info["n_heldin"]
+    missing = [k for k in ("n_heldin", "n_heldout", "n_forward") if getattr(info, k) is None]
+    if missing:
+        raise NlbkitError(f"{run.run_json}: missing {', '.join(missing)} (needed to rebuild the model)")
+    eval_heldin, train_heldin = _read_input(Path(input_path), info.phase)
+    n_heldin = info.n_heldin
     for name, array in (("eval_spikes_heldin", eval_heldin), ("train_spikes_heldin", train_heldin)):
         if array is not None and (array.ndim != 3 or array.shape[2] != n_heldin):
             raise NlbkitError(
@@ -249,14 +246,14 @@ def predict_file(
     rate_model = _load_model(run, info, cfg, device, model_factory)
     train_rates = rate_model(train_heldin) if train_heldin is not None else None
     rates = rates_dict(train_rates, rate_model(eval_heldin), n_heldin, eval_heldin.shape[1])
-    return write_rates(output, info["dataset"], info["bin_ms"], info["phase"], rates)
+    return write_rates(output, info.dataset, info.bin_ms, info.phase, rates)
 
 
 def _load_model(
-    run: RunDir, info: dict, cfg: RunConfig, device: str, model_factory: ModelFactory
+    run: RunDir, info: RunInfo, cfg: RunConfig, device: str, model_factory: ModelFactory
 ) -> Callable[[np.ndarray], np.ndarray]:
     """A function from held-in counts (trials, T, Nin) to rates (trials, T+F, N) for the run's model."""
-    if info["model"] == "smoothing":
+    if info.model == "smoothing":
         if not run.smoothing_weights.exists():
             raise NlbkitError(f"{run.smoothing_weights}: fitted baseline missing")
         return SmoothingBaseline.load(run.smoothing_weights).predict_rates
@@ -269,7 +266,7 @@ def _load_model(
 
 def load_network(
     run: RunDir,
-    info: dict,
+    info: RunInfo,
     cfg: RunConfig,
     device: torch.device,
     model_factory: ModelFactory = build_langevin,
@@ -279,6 +276,5 @@ def load_network(
     path = run.best_ckpt if run.best_ckpt.exists() else run.last_ckpt
     if not path.exists():
         raise NlbkitError(f"{run.path}: no checkpoint (checkpoints/best.pt or last.pt)")
-    net = model_factory(cfg, info["n_heldin"], info["n_heldout"], info["n_forward"]).to(device)
-    net.load_state_dict(load_checkpoint(path, map_location=device)["model"])
-    return net.eval()
+    net = model_factory(cfg, info.n_heldin, info.n_heldout, info.n_forward).to(device)
+    return load_weights(net, load_checkpoint(path, device), path).eval()
