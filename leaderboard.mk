@@ -5,8 +5,12 @@
 #   make leaderboard-val    the same in phase val, ending with the local scores table
 #
 # DATASETS="mc_maze_small mc_maze_medium" BINS="5" narrow it; SYNTH=1 generates the data
-# (`nlbkit synth`, SYNTH_SCALE=small|full) instead of downloading it; TRAIN_ARGS="--epochs 20 --quiet"
-# goes to every `nlbkit train`; MODEL picks the model of the submission (langevin|smoothing).
+# (`nlbkit synth`, SYNTH_SCALE=small|full) instead of downloading it; MODEL picks the model of the
+# submission (langevin|smoothing).
+#
+# The training stage is one `nlbkit train-all` over every dataset x bin: each run a Ray task (a local
+# instance, or the cluster at ADDRESS=host:port) holding CPUS_PER_TASK CPUs and GPUS_PER_TASK GPUs;
+# SEEDS=4 trains four seeds per run and submits their mean. TRAIN_ARGS="--epochs 20" goes to it.
 
 ALL_DATASETS := mc_maze mc_rtt area2_bump dmfc_rsg mc_maze_large mc_maze_medium mc_maze_small
 DATASETS    ?= $(ALL_DATASETS)
@@ -17,6 +21,10 @@ MODEL       ?= langevin
 SYNTH       ?=
 SYNTH_SCALE ?= small
 TRAIN_ARGS  ?=
+ADDRESS     ?=
+CPUS_PER_TASK ?= 1
+GPUS_PER_TASK ?= 0
+SEEDS       ?= 1
 TEST_TARGETS ?= $(DATA)/eval_data_test.h5
 
 # Which source a dataset folder was filled from: downloaded or generated (at which scale).
@@ -37,30 +45,26 @@ $(DATA)/%/$(SOURCE): | venv
 	$(if $(SYNTH),$(NLBKIT) synth $* --data-dir $(DATA) --scale $(SYNTH_SCALE),$(NLBKIT) fetch $* --data-dir $(DATA))
 	touch $@
 
-# Train, or continue an interrupted run from its last checkpoint, or start again when the tensors
-# changed since the rates were written.
-define train_run # dataset, bin, phase
-	@run=$(call run_dir,$(1),$(2),$(3)); \
-	if [ -f $$run/rates.h5 ]; then flag=--overwrite; \
-	elif [ -f $$run/checkpoints/last.pt ]; then flag=--resume; \
-	elif [ -d $$run ]; then flag=--overwrite; else flag=; fi; \
-	cmd="$(NLBKIT) train $(1) --model $(MODEL) --bin-ms $(2) --phase $(3) --data-dir $(DATA) \
-	     --run-dir $(RUNS) $(TRAIN_ARGS) $$flag"; \
-	echo $$cmd; $$cmd
-endef
+LB_TENSORS := $(foreach d,$(DATASETS),$(foreach b,$(BINS),$(DATA)/$(d)/tensors_$(b)ms.h5))
+
+# Every run of a phase at once: `nlbkit train-all` skips the runs whose rates are newer than their
+# tensors, resumes those with a checkpoint and trains the rest, as Ray tasks side by side.
+TRAIN_ALL = $(NLBKIT) train-all $(DATASETS) $(addprefix --bin-ms ,$(BINS)) --model $(MODEL) \
+  --data-dir $(DATA) --run-dir $(RUNS) --seeds $(SEEDS) --cpus-per-task $(CPUS_PER_TASK) \
+  --gpus-per-task $(GPUS_PER_TASK) $(if $(ADDRESS),--address $(ADDRESS)) $(TRAIN_ARGS)
 
 define dataset_bin_rules # dataset, bin
 $(DATA)/$(1)/tensors_$(2)ms.h5: $(DATA)/$(1)/$(SOURCE)
 	$(NLBKIT) prepare $(1) --bin-ms $(2) --data-dir $(DATA) --quiet
-
-$(call run_dir,$(1),$(2),test)/rates.h5: $(DATA)/$(1)/tensors_$(2)ms.h5
-	$$(call train_run,$(1),$(2),test)
-
-$(call run_dir,$(1),$(2),val)/rates.h5: $(DATA)/$(1)/tensors_$(2)ms.h5
-	$$(call train_run,$(1),$(2),val)
 endef
 
 $(foreach d,$(DATASETS),$(foreach b,$(BINS),$(eval $(call dataset_bin_rules,$(d),$(b)))))
+
+$(addsuffix /rates.h5,$(LB_TEST_RUNS)) &: $(LB_TENSORS)
+	$(TRAIN_ALL) --phase test
+
+$(addsuffix /rates.h5,$(LB_VAL_RUNS)) &: $(LB_TENSORS)
+	$(TRAIN_ALL) --phase val
 
 $(LB_TEST_FILE): $(addsuffix /rates.h5,$(LB_TEST_RUNS))
 	$(NLBKIT) submit $(LB_TEST_RUNS) --output $@

@@ -1,7 +1,8 @@
 """The `nlbkit` command: a thin click layer over functions that tests and notebooks call directly.
 
-Each sub-command lives in `nlbkit/commands/<name>.py` as a click command called `command`, and is
-imported only when it runs, so `nlbkit --help` stays fast (torch is not imported for it).
+Each sub-command lives in `nlbkit/commands/<name>.py` (dashes as underscores) as a click command
+called `command`, and is imported only when it runs, so `nlbkit --help` stays fast (torch is not
+imported for it).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "synth": "Generate a dataset in the exact NLB layout (Lorenz-driven spikes).",
     "prepare": "Build train/val/test tensors from the NWB files, as nlb_tools does.",
     "train": "Train LangevinFlow (or the smoothing baseline) and score it.",
+    "train-all": "Train every dataset x bin of a leaderboard as Ray tasks (resumable).",
     "predict": "Write rates for an input tensor file from a trained run.",
     "evaluate": "Score runs with the official NLB metrics.",
     "submit": "Merge runs into one EvalAI submission file.",
@@ -37,7 +39,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
             return None
-        module = importlib.import_module(f"nlbkit.commands.{name}")
+        module = importlib.import_module(f"nlbkit.commands.{name.replace('-', '_')}")
         return module.command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

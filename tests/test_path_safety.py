@@ -44,6 +44,7 @@ def test_train_refuses_a_tag_that_is_not_a_plain_name(workdir, tag):
 @pytest.mark.parametrize("command", [
     ("train", SMALL, "--model", "smoothing", "--run-dir", "../x"),
     ("sweep", SMALL, "--run-dir", "../x"),
+    ("train-all", SMALL, "--run-dir", "../x"),
     ("ensemble", "runs/a", "--output", "../x"),
     ("report", "runs/a", "--output", "sub/../../x"),
     ("submit", "runs/a", "--output", "../x.h5"),

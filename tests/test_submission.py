@@ -297,7 +297,7 @@ def _make_dry_run(tmp_path, target, **variables):
 def test_leaderboard_val_chains_every_stage_and_skips_what_is_done(tmp_path):
     out = _make_dry_run(tmp_path, "leaderboard-val", SYNTH="1")
     stages = ["nlbkit synth mc_maze_small", "nlbkit prepare mc_maze_small --bin-ms 5",
-              "nlbkit train mc_maze_small --model langevin --bin-ms 5 --phase val", "nlbkit submit",
+              "nlbkit train-all mc_maze_small --bin-ms 5 --model langevin", "--phase val", "nlbkit submit",
               "nlbkit validate", "nlbkit evaluate"]
     positions = [out.find(stage) for stage in stages]
     assert all(p >= 0 for p in positions) and positions == sorted(positions), out
@@ -313,15 +313,19 @@ def test_leaderboard_val_chains_every_stage_and_skips_what_is_done(tmp_path):
     assert "nlbkit synth" not in out and "nlbkit prepare" not in out and "nlbkit train" not in out
     assert "nlbkit submit" in out and "nlbkit evaluate" in out
     os.utime(tensors)  # new tensors: the run is out of date and is trained again
-    assert "nlbkit train mc_maze_small" in _make_dry_run(tmp_path, "leaderboard-val", SYNTH="1")
+    assert "nlbkit train-all mc_maze_small" in _make_dry_run(tmp_path, "leaderboard-val", SYNTH="1")
 
 
 def test_leaderboard_runs_the_test_phase_for_every_dataset_and_bin(tmp_path):
     out = _make_dry_run(tmp_path, "leaderboard", DATASETS="mc_rtt dmfc_rsg", BINS="5 20")
     for dataset in ("mc_rtt", "dmfc_rsg"):
         assert f"nlbkit fetch {dataset}" in out
-        for bin_ms in (5, 20):
-            assert f"nlbkit train {dataset} --model langevin --bin-ms {bin_ms} --phase test" in out
+    # One training command for every run, as Ray tasks; ADDRESS and SEEDS reach it.
+    train = [line for line in out.splitlines() if "nlbkit train-all" in line]
+    assert len(train) == 1 and "mc_rtt dmfc_rsg --bin-ms 5 --bin-ms 20 --model langevin" in train[0]
+    assert "--phase test" in train[0] and "--seeds 1" in train[0] and "--address" not in train[0]
+    out = _make_dry_run(tmp_path, "leaderboard", ADDRESS="head:6379", SEEDS="3", GPUS_PER_TASK="0.5")
+    assert "--address head:6379" in out and "--seeds 3" in out and "--gpus-per-task 0.5" in out
     assert "leaderboard_test.h5" in out and "nlbkit validate" in out
 
 

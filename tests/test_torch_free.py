@@ -32,6 +32,8 @@ def _run(*args: str, cwd=None) -> dict:
         ("--help",),
         ("train", "--help"),
         ("train", "mc_maze_typo"),
+        ("train-all", "--help"),
+        ("train-all", "mc_maze_small", "--data-dir", "no_data"),
         ("validate", "missing.h5"),
         ("report", "runs/typo"),
         ("evaluate", "runs/typo"),

@@ -19,7 +19,6 @@ the exploiting trial's run directory. Trials are ranked by their best validation
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import shutil
@@ -44,6 +43,7 @@ from nlbkit.config import (
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import check_bin, get_spec
 from nlbkit.paths import atomic_path, check_plain_name, tensors_path, write_json
+from nlbkit.ray_session import start_ray
 from nlbkit.runs import RunDir, run_name
 from nlbkit.sweep.results import RANK_METRIC, SweepResult, write_results
 from nlbkit.sweep.space import SearchSpace, load_space, param_space, pbt_mutations, short_name
@@ -254,29 +254,6 @@ def check_local_resources(opts: SweepOptions) -> None:
             f"--gpus-per-trial {opts.gpus_per_trial}, but torch sees {gpus} GPU(s) here; "
             "use --address for a cluster with GPUs"
         )
-
-
-def start_ray(address: str | None, cpus: int | None) -> bool:
-    """Connect to `address`, or start a quiet local instance; True if this call started Ray."""
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the compact CLIReporter table
-    import ray
-
-    if ray.is_initialized():
-        return False
-    quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
-    if address:
-        try:
-            ray.init(address=address, **quiet)
-        except ConnectionError as exc:
-            raise NlbkitError(f"cannot reach the Ray cluster at {address}: {exc}") from None
-        return True
-    ray.init(
-        num_cpus=cpus or os.cpu_count() or 1,
-        include_dashboard=False,
-        object_store_memory=256 * 1024**2,  # trials exchange only small checkpoints
-        **quiet,
-    )
-    return True
 
 
 def progress_reporter(space: SearchSpace):
