@@ -355,3 +355,15 @@ def test_list_without_the_archive_shows_local_files_and_their_state(nlbkit_cli, 
     assert "present, unverified (no record of a fetch)" in rows[other.name] and "2.0 KB" in rows[other.name]
     assert "missing" in rows[get_spec("mc_rtt").test_asset_name]
     assert lines[-1].startswith("the archive could not be reached (cannot connect")
+
+
+def test_fetch_over_generated_data_leaves_a_real_folder(server, tmp_path):
+    from nlbkit.synth.generate import write_dataset
+    from nlbkit.synth.marker import is_generated
+
+    write_dataset(DATASET, tmp_path, seed=0)
+    assert is_generated(tmp_path / DATASET)
+    served = serve_dataset(server)
+    assert [o.action for o in run_fetch(server, tmp_path)] == ["replaced", "replaced"]
+    assert all(sha256(local(tmp_path, asset)) == asset.sha256 for asset in served.values())
+    assert not is_generated(tmp_path / DATASET)

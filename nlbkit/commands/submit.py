@@ -6,10 +6,12 @@ from pathlib import Path
 
 import click
 
+from nlbkit.commands import inside_workdir
+
 
 @click.command(name="submit")
 @click.argument("run_dirs", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=None, callback=inside_workdir,
               help="Submission file; default submissions/nlbkit_<phase>_<time>.h5.")
 @click.option("--runs", "runs_root", type=click.Path(path_type=Path), default=Path("runs"),
               show_default=True, help="Where to look for runs when no RUN_DIR is given.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from nlbkit.commands import inside_workdir, plain_name
 from nlbkit.commands.dataset_arg import DATASET
 
 
@@ -30,8 +31,10 @@ from nlbkit.commands.dataset_arg import DATASET
 @click.option("--from-tensors", type=click.Path(dir_okay=False), default=None,
               help="Read this tensor file instead (as `nlbkit train --from-tensors`).")
 @click.option("--run-dir", "run_root", type=click.Path(file_okay=False), default="runs", show_default=True,
+              callback=inside_workdir,
               help="Root of run directories; the sweep goes to <root>/<name>/.")
-@click.option("--name", default=None, help="Sweep directory name (default <dataset>_<bin>ms_sweep).")
+@click.option("--name", default=None, callback=plain_name,
+              help="Sweep directory name (default <dataset>_<bin>ms_sweep).")
 @click.option("--space", "space_file", type=click.Path(dir_okay=False), default=None,
               help="Search-space JSON file (default: nlbkit/sweep/spaces/<dataset>.json).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,

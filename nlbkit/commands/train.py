@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
+from nlbkit.commands import inside_workdir, plain_name
 from nlbkit.commands.dataset_arg import DATASET
 from nlbkit.commands.rerun import rerun_command
 from nlbkit.errors import NlbkitError
@@ -71,9 +74,12 @@ from nlbkit.models import MODEL_NAMES, REGISTRY
     type=click.Path(file_okay=False),
     default="runs",
     show_default=True,
+    callback=inside_workdir,
     help="Root of run directories: <root>/<dataset>_<bin>ms_<phase>_<model>[_<tag>].",
 )
-@click.option("--tag", default=None, help="Suffix of the run directory's name.")
+@click.option("--tag", default=None, callback=plain_name,
+              help="Suffix of the run directory's name (default with a sweep's --config: the sweep's "
+                   "name, e.g. 'sweep'; with a train-only --from-tensors file: 'holdout').")
 @click.option("--resume", is_flag=True, help="Continue the run from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Start again in an existing run directory.")
 @click.option("--show-config", is_flag=True, help="Print the resolved configuration and exit.")
@@ -111,7 +117,10 @@ def command(
       nlbkit train mc_maze_small --from-tensors mc_maze_small_train_5ms.h5
     """
     from nlbkit.config import build_config, dumps, set_value
+    from nlbkit.paths import dataset_dir
     from nlbkit.scoring.tables import side_by_side
+    from nlbkit.sweep.results import sweep_config_tag
+    from nlbkit.synth.marker import GENERATED_LABEL, is_generated
     from nlbkit.train.run import train_run
 
     cfg = build_config(dataset, config_file, list(overrides))
@@ -123,6 +132,9 @@ def command(
         return
     from nlbkit.train.loop import TrainingDiverged, TrainingInterrupted
 
+    if tag is None and config_file is not None:
+        # A sweep's best configuration gets its own run directory beside the default one.
+        tag = sweep_config_tag(config_file, dataset, int(bin_ms))
     try:
         outcome = train_run(
             dataset,
@@ -156,7 +168,8 @@ def command(
             "interrupted outside training (reading data, predicting or fitting the baseline); "
             "run the same command again, with --resume if the run has a checkpoint"
         ) from None
-    click.echo(f"run: {outcome.run.path}")
+    folder = Path(from_tensors).parent if from_tensors else dataset_dir(dataset, data_dir)
+    click.echo(f"run: {outcome.run.path}" + (f" ({GENERATED_LABEL})" if is_generated(folder) else ""))
     if outcome.stop_note and quiet:
         click.echo(outcome.stop_note)
     if not outcome.scores:

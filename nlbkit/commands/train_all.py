@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from nlbkit.commands import inside_workdir
 from nlbkit.models import MODEL_NAMES
 from nlbkit.nlb.datasets import DATASET_NAMES
 from nlbkit.nlb.keys import PHASES
@@ -23,7 +24,7 @@ from nlbkit.nlb.keys import PHASES
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Data directory (default data/, or $NLBKIT_DATA); reads <dataset>/tensors_<bin>ms.h5.")
 @click.option("--run-dir", "run_root", type=click.Path(file_okay=False), default="runs", show_default=True,
-              help="Root of run directories, as for `nlbkit train`.")
+              callback=inside_workdir, help="Root of run directories, as for `nlbkit train`.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="YAML/JSON file of settings, applied to every dataset's defaults.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",

@@ -39,6 +39,7 @@ from nlbkit.fetch.record import FetchRecord, RecordedFile, read_record, write_re
 from nlbkit.nlb.datasets import DATASET_NAMES, DatasetSpec, get_spec
 from nlbkit.paths import data_dir as resolve_data_dir
 from nlbkit.paths import dataset_dir
+from nlbkit.synth.marker import forget_generated
 
 DEFAULT_INSTANCE = "https://api.dandiarchive.org/api"
 INSTANCE_ENV = "NLBKIT_DANDI_INSTANCE"
@@ -315,6 +316,7 @@ def fetch_file(
     with archive_errors(instance, f"downloading {label}"):
         transfer = download_verified(path, remote.expected, remote.opener, policy=policy,
                                      progress=progress, label=label)
+    forget_generated(path.parent, path.name)  # real data now, whatever synth wrote there before
     return FileOutcome(remote, path, action, transfer, local.detail)
 
 

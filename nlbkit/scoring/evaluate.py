@@ -21,6 +21,7 @@ from nlbkit.nlb.tensor_file import holdout_targets, train_trials
 from nlbkit.paths import tensors_path
 from nlbkit.runs import RunInfo, read_rates, read_run
 from nlbkit.scoring.metrics import evaluate_group
+from nlbkit.synth.marker import is_generated
 
 
 def val_targets_path(dataset: str, bin_ms: int, data_dir: str | os.PathLike | None) -> Path:
@@ -98,6 +99,7 @@ class RunScore:
             "bin_ms": self.run.bin_ms,
             "phase": self.run.phase,
             "model": self.run.model,
+            "generated_data": self.run.tensors is not None and is_generated(self.run.tensors.parent),
             "scores": self.scores,
         }
 

@@ -10,6 +10,7 @@ import numpy as np
 from nlbkit.nlb.datasets import DATASET_NAMES
 from nlbkit.nlb.keys import METRIC_NAMES
 from nlbkit.scoring.evaluate import RunScore
+from nlbkit.synth.marker import tensors_label
 
 
 def order_for_table(scores: Sequence[RunScore]) -> list[RunScore]:
@@ -37,7 +38,7 @@ def format_table(scores: Sequence[RunScore]) -> str:
     header = ["dataset", "bin", "phase", "model", "run", *metrics]
     body = [
         [
-            s.run.dataset,
+            tensors_label(s.run.dataset, s.run.tensors),
             f"{s.run.bin_ms} ms",
             s.run.phase,
             s.run.model,

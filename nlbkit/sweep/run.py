@@ -42,12 +42,12 @@ from nlbkit.config import (
 )
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import check_bin, get_spec
-from nlbkit.paths import atomic_path, tensors_path, write_json
+from nlbkit.paths import atomic_path, check_plain_name, tensors_path, write_json
 from nlbkit.ray_session import start_ray
 from nlbkit.runs import RunDir, run_name
 from nlbkit.sweep.results import RANK_METRIC, SweepResult, write_results
 from nlbkit.sweep.space import SearchSpace, load_space, param_space, pbt_mutations, short_name
-from nlbkit.train.checkpoint import load_checkpoint
+from nlbkit.train.checkpoint import load_checkpoint, save_checkpoint
 
 METRIC = "val_co_bps"  # the latest validation co-bps: what the schedulers act on
 SCHEDULERS = ("asha", "pbt")
@@ -79,7 +79,7 @@ class SweepOptions:
     verbose: int = 1  # Tune's verbosity: 0 silent, 1 status tables, 2 every result
 
     def sweep_dir(self) -> Path:
-        name = self.name or f"{self.dataset}_{self.bin_ms}ms_sweep"
+        name = check_plain_name(self.name, "--name") if self.name else f"{self.dataset}_{self.bin_ms}ms_sweep"
         return Path(self.run_root).absolute() / name
 
 
@@ -122,8 +122,7 @@ def restore_checkpoint(folder: Path, run: RunDir, cfg: RunConfig) -> None:
         state = load_checkpoint(run.last_ckpt, "cpu", ("model", "optimizer"))
         for group in state["optimizer"]["param_groups"]:
             group["lr"] = cfg.train.lr
-        with atomic_path(run.last_ckpt) as tmp:
-            torch.save(state, tmp)
+        save_checkpoint(state, run.last_ckpt)
 
 
 def _number(text: str) -> float:

@@ -24,10 +24,9 @@ import torch
 from nlbkit.config import TrainConfig
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.tensor_file import TrialSet, holdout_split
-from nlbkit.paths import atomic_path
 from nlbkit.runs import RunDir
 from nlbkit.scoring.metrics import bits_per_spike
-from nlbkit.train.checkpoint import load_checkpoint, load_weights
+from nlbkit.train.checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
 from nlbkit.train.progress import EpochProgress, stop_line
 
 CSV_FIELDS = (
@@ -199,18 +198,11 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "best_co_bps": self.best_co_bps,
             "best_epoch": self.best_epoch,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-                "shuffle": self.shuffle.get_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            },
+            "rng": rng_state(self.shuffle),
         }
 
     def save(self, path) -> None:
-        with atomic_path(path) as tmp:
-            torch.save(self.state(), tmp)
+        save_checkpoint(self.state(), path)
 
     def resume(self) -> None:
         """Continue from `checkpoints/last.pt`: weights, optimiser, scheduler, RNGs and the log."""
@@ -227,13 +219,7 @@ class Trainer:
             state["best_co_bps"],
             state["best_epoch"],
         )
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        self.shuffle.set_state(rng["shuffle"])
-        if rng.get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        set_rng_state(state["rng"], self.shuffle)
         self.rows = [r for r in self.run.metrics() if int(r["epoch"]) <= self.epoch]
         self.saved_epoch = self.epoch
 

@@ -178,13 +178,22 @@ def baseline_scores(
     tag: str | None,
     info: dict,
 ) -> dict[str, float]:
-    """The smoothing baseline's scores on the same trials: its existing run if it matches, else fit it."""
-    sibling = RunDir(Path(run_root) / run_name(dataset, bin_ms, phase, "smoothing", tag))
-    if sibling.run_json.exists() and sibling.scores_json.exists():
-        other, current = sibling.info(), RunInfo.from_json(sibling.path, info)
-        same = all(getattr(other, k) == getattr(current, k) for k in ("tensors", "eval_index", "seed"))
-        if same and sibling.config().smoothing == cfg.smoothing:
-            return sibling.scores() or {}
+    """The smoothing baseline's scores on the same trials: a matching run if there is one, else fit.
+
+    Looked for under the run's own tag, then untagged (`--tag s0`, `--tag s1`, a sweep's best
+    configuration all share one baseline). A new fit goes to the untagged name while that is free.
+    """
+    own = run_name(dataset, bin_ms, phase, "smoothing", tag)
+    default_tag = "holdout" if info.get("eval_source") == "holdout" else None
+    shared = run_name(dataset, bin_ms, phase, "smoothing", default_tag)
+    for name in dict.fromkeys((own, shared)):
+        sibling = RunDir(Path(run_root) / name)
+        if sibling.run_json.exists() and sibling.scores_json.exists():
+            other, current = sibling.info(), RunInfo.from_json(sibling.path, info)
+            same = all(getattr(other, k) == getattr(current, k) for k in ("tensors", "eval_index"))
+            if same and sibling.config().smoothing == cfg.smoothing:
+                return sibling.scores() or {}
+    target_tag = default_tag if not (Path(run_root) / shared).exists() else tag
     outcome = train_run(
         dataset,
         cfg,
@@ -194,7 +203,7 @@ def baseline_scores(
         data_dir=data_dir,
         from_tensors=from_tensors,
         run_root=run_root,
-        tag=tag,
+        tag=target_tag,
         overwrite=True,
         progress=False,
     )
