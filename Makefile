@@ -13,6 +13,7 @@ DEMO_TRAIN_ARGS ?=
 help:
 	@echo "make demo              generate a dataset in the NLB layout and run the whole path on it"
 	@echo "make test              set up both environments and run the test suite"
+	@echo "make test-fast         .venv only: the tests marked neither slow nor parity"
 	@echo "make lint              ruff"
 	@echo "make leaderboard       fetch, prepare, train (test phase), submit and validate: 7 datasets x 5/20 ms"
 	@echo "make leaderboard-val   the same in the val phase, ending with the local scores table"

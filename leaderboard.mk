@@ -5,10 +5,15 @@
 #   make leaderboard-val    the same in phase val, ending with the local scores table
 #
 # DATASETS="mc_maze_small mc_maze_medium" BINS="5" narrow it; SYNTH=1 generates the data
-# (`nlbkit synth`, SYNTH_SCALE=small|full) instead of downloading it; TRAIN_ARGS="--epochs 20 --quiet"
-# goes to every `nlbkit train`; MODEL picks the model of the submission (langevin|smoothing).
+# (`nlbkit synth`, SYNTH_SCALE=small|full) instead of downloading it; MODEL picks the model of the
+# submission (langevin|smoothing).
+#
+# The training stage is one `nlbkit train-all` over every dataset x bin: each run a Ray task (a local
+# instance, or the cluster at ADDRESS=host:port) holding CPUS_PER_TASK CPUs and GPUS_PER_TASK GPUs;
+# SEEDS=4 trains four seeds per run and submits their mean. TRAIN_ARGS="--epochs 20" goes to it.
 
-DATASETS    ?= mc_maze mc_rtt area2_bump dmfc_rsg mc_maze_large mc_maze_medium mc_maze_small
+ALL_DATASETS := mc_maze mc_rtt area2_bump dmfc_rsg mc_maze_large mc_maze_medium mc_maze_small
+DATASETS    ?= $(ALL_DATASETS)
 BINS        ?= 5 20
 RUNS        ?= runs
 SUBMISSIONS ?= submissions
@@ -16,6 +21,10 @@ MODEL       ?= langevin
 SYNTH       ?=
 SYNTH_SCALE ?= small
 TRAIN_ARGS  ?=
+ADDRESS     ?=
+CPUS_PER_TASK ?= 1
+GPUS_PER_TASK ?= 0
+SEEDS       ?= 1
 TEST_TARGETS ?= $(DATA)/eval_data_test.h5
 
 # Which source a dataset folder was filled from: downloaded or generated (at which scale).
@@ -23,6 +32,9 @@ SOURCE := $(if $(SYNTH),.nlbkit-synth-$(SYNTH_SCALE),.nlbkit-fetched)
 
 run_dir = $(RUNS)/$(1)_$(2)ms_$(3)_$(MODEL)
 runs_of = $(foreach d,$(DATASETS),$(foreach b,$(BINS),$(call run_dir,$(d),$(b),$(1))))
+
+# A narrowed DATASETS is a subset on purpose: validate does not warn about the scaled mc_maze sets.
+SUBSET_FLAG := $(if $(filter-out $(DATASETS),$(ALL_DATASETS)),--subset)
 
 LB_TEST_RUNS := $(call runs_of,test)
 LB_VAL_RUNS  := $(call runs_of,val)
@@ -33,30 +45,26 @@ $(DATA)/%/$(SOURCE): | venv
 	$(if $(SYNTH),$(NLBKIT) synth $* --data-dir $(DATA) --scale $(SYNTH_SCALE),$(NLBKIT) fetch $* --data-dir $(DATA))
 	touch $@
 
-# Train, or continue an interrupted run from its last checkpoint, or start again when the tensors
-# changed since the rates were written.
-define train_run # dataset, bin, phase
-	@run=$(call run_dir,$(1),$(2),$(3)); \
-	if [ -f $$run/rates.h5 ]; then flag=--overwrite; \
-	elif [ -f $$run/checkpoints/last.pt ]; then flag=--resume; \
-	elif [ -d $$run ]; then flag=--overwrite; else flag=; fi; \
-	cmd="$(NLBKIT) train $(1) --model $(MODEL) --bin-ms $(2) --phase $(3) --data-dir $(DATA) \
-	     --run-dir $(RUNS) $(TRAIN_ARGS) $$flag"; \
-	echo $$cmd; $$cmd
-endef
+LB_TENSORS := $(foreach d,$(DATASETS),$(foreach b,$(BINS),$(DATA)/$(d)/tensors_$(b)ms.h5))
+
+# Every run of a phase at once: `nlbkit train-all` skips the runs whose rates are newer than their
+# tensors, resumes those with a checkpoint and trains the rest, as Ray tasks side by side.
+TRAIN_ALL = $(NLBKIT) train-all $(DATASETS) $(addprefix --bin-ms ,$(BINS)) --model $(MODEL) \
+  --data-dir $(DATA) --run-dir $(RUNS) --seeds $(SEEDS) --cpus-per-task $(CPUS_PER_TASK) \
+  --gpus-per-task $(GPUS_PER_TASK) $(if $(ADDRESS),--address $(ADDRESS)) $(TRAIN_ARGS)
 
 define dataset_bin_rules # dataset, bin
 $(DATA)/$(1)/tensors_$(2)ms.h5: $(DATA)/$(1)/$(SOURCE)
 	$(NLBKIT) prepare $(1) --bin-ms $(2) --data-dir $(DATA) --quiet
-
-$(call run_dir,$(1),$(2),test)/rates.h5: $(DATA)/$(1)/tensors_$(2)ms.h5
-	$$(call train_run,$(1),$(2),test)
-
-$(call run_dir,$(1),$(2),val)/rates.h5: $(DATA)/$(1)/tensors_$(2)ms.h5
-	$$(call train_run,$(1),$(2),val)
 endef
 
 $(foreach d,$(DATASETS),$(foreach b,$(BINS),$(eval $(call dataset_bin_rules,$(d),$(b)))))
+
+$(addsuffix /rates.h5,$(LB_TEST_RUNS)) &: $(LB_TENSORS)
+	$(TRAIN_ALL) --phase test
+
+$(addsuffix /rates.h5,$(LB_VAL_RUNS)) &: $(LB_TENSORS)
+	$(TRAIN_ALL) --phase val
 
 $(LB_TEST_FILE): $(addsuffix /rates.h5,$(LB_TEST_RUNS))
 	$(NLBKIT) submit $(LB_TEST_RUNS) --output $@
@@ -67,12 +75,12 @@ $(LB_VAL_FILE): $(addsuffix /rates.h5,$(LB_VAL_RUNS))
 # Test-phase scores need the public targets (`nlbkit fetch --targets`); without them the file is
 # checked against the tensors only.
 leaderboard: $(LB_TEST_FILE)
-	$(NLBKIT) validate $< --phase test --data-dir $(DATA) \
+	$(NLBKIT) validate $< --phase test --data-dir $(DATA) $(SUBSET_FLAG) \
 	  $(if $(wildcard $(TEST_TARGETS)),--targets $(TEST_TARGETS))
 	@echo "upload: $(NLBKIT) submit $(LB_TEST_RUNS) --output $< --evalai  (see docs/evaluation.md)"
 
 # The model's runs with the smoothing baseline's beside them where training made them.
 leaderboard-val: $(LB_VAL_FILE)
-	$(NLBKIT) validate $< --phase val --data-dir $(DATA)
+	$(NLBKIT) validate $< --phase val --data-dir $(DATA) $(SUBSET_FLAG)
 	$(NLBKIT) evaluate --data-dir $(DATA) $(foreach r,$(LB_VAL_RUNS),$(r) \
 	  $(if $(filter langevin,$(MODEL)),$(wildcard $(patsubst %_langevin,%_smoothing,$(r)))))

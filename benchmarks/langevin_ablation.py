@@ -21,7 +21,7 @@ from nlbkit.models.config import LangevinConfig
 from nlbkit.models.langevin import LangevinFlow
 from nlbkit.scoring.metrics import bits_per_spike
 
-DATA = Path(__file__).resolve().parents[2] / "shared/data/nlb/mc_maze_small/mc_maze_small_train_5ms.h5"
+DATA = Path(__file__).resolve().parents[1] / "tests/fixtures/mc_maze_small/mc_maze_small_train_5ms.h5"
 KEYS = (
     "train_spikes_heldin",
     "train_spikes_heldout",

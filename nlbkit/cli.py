@@ -1,7 +1,8 @@
 """The `nlbkit` command: a thin click layer over functions that tests and notebooks call directly.
 
-Each sub-command lives in `nlbkit/commands/<name>.py` as a click command called `command`, and is
-imported only when it runs, so `nlbkit --help` stays fast (torch is not imported for it).
+Each sub-command lives in `nlbkit/commands/<name>.py` (dashes as underscores) as a click command
+called `command`, and is imported only when it runs, so `nlbkit --help` stays fast (torch is not
+imported for it).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ COMMANDS: dict[str, str] = {
     "synth": "Generate a dataset in the exact NLB layout (Lorenz-driven spikes).",
     "prepare": "Build train/val/test tensors from the NWB files, as nlb_tools does.",
     "train": "Train LangevinFlow (or the smoothing baseline) and score it.",
+    "train-all": "Train every dataset x bin of a leaderboard as Ray tasks (resumable).",
     "cv": "Cross-validate LangevinFlow and smoothing on a file of train trials.",
     "predict": "Write rates for an input tensor file from a trained run.",
     "evaluate": "Score runs with the official NLB metrics.",
+    "leaderboard": "Rank scored runs among the published NLB'21 results.",
     "submit": "Merge runs into one EvalAI submission file.",
     "validate": "Check a submission file before upload.",
     "bench": "Benchmarks: nlbkit against nlb_tools, side by side.",
@@ -38,7 +41,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
             return None
-        module = importlib.import_module(f"nlbkit.commands.{name}")
+        module = importlib.import_module(f"nlbkit.commands.{name.replace('-', '_')}")
         return module.command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -46,8 +49,47 @@ class LazyGroup(click.Group):
             formatter.write_dl(list(COMMANDS.items()))
 
 
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+
+
+def _sentence_start(message: str) -> str:
+    """click's messages begin with a capital ('Invalid value ...'); nlbkit's with a lower-case word."""
+    return message[:1].lower() + message[1:]
+
+
 class DebuggableGroup(LazyGroup):
-    """Turns NlbkitError (and file errors) into one line and a non-zero exit, unless --debug."""
+    """Turns NlbkitError (and file errors) into one line and a non-zero exit, unless --debug.
+
+    click's own errors (a bad option, a missing argument) and Ctrl-C outside a command that handles
+    it are printed in the same `error: ...` form.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NO_ARGS_IS_HELP as exc:  # a bare `nlbkit`: the help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            if exc.ctx is not None:
+                click.echo(exc.ctx.get_usage(), err=True)
+                click.echo(f"Try '{exc.ctx.command_path} --help' for help.", err=True)
+            click.echo(f"error: {_sentence_start(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"error: {_sentence_start(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort as exc:
+            # click turns both Ctrl-C and an EOFError (a file or input that ended early) into Abort
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, EOFError):
+                click.echo(f"error: unexpected end of input ({cause or 'EOFError'})", err=True)
+            else:
+                click.echo("error: interrupted", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -69,7 +111,8 @@ def main(debug: bool) -> None:
     Typical path:
       nlbkit fetch mc_maze_small        # or: nlbkit synth mc_maze_small (no download)
       nlbkit prepare mc_maze_small --bin-ms 5
-      nlbkit train mc_maze_small
-      nlbkit evaluate runs/mc_maze_small/...
-      nlbkit submit runs/*/...
+      nlbkit train mc_maze_small                     # writes runs/mc_maze_small_5ms_val_langevin
+      nlbkit evaluate runs/mc_maze_small_5ms_val_langevin runs/mc_maze_small_5ms_val_smoothing
+      nlbkit train mc_maze_small --phase test
+      nlbkit submit runs/mc_maze_small_5ms_test_langevin
     """

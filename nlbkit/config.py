@@ -286,7 +286,12 @@ def build_config(
                 raise NlbkitError(f"{config_file}: {exc}") from None
     for text in overrides:
         set_value(cfg, *parse_assignment(text))
-    validate(cfg)
+    try:
+        validate(cfg)
+    except NlbkitError as exc:
+        sources = [str(config_file)] if config_file is not None else []
+        sources += ["--set"] if overrides else []
+        raise NlbkitError(f"{' with '.join(sources)}: {exc}" if sources else str(exc)) from None
     return cfg
 
 

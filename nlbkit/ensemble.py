@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from nlbkit.errors import NlbkitError
-from nlbkit.paths import write_json
+from nlbkit.paths import fsync_dir, plain_dir_mode, write_json
 from nlbkit.runs import RunDir, RunInfo, read_rates, read_run
 from nlbkit.scoring.evaluate import RunScore, score_run
 
@@ -114,6 +114,8 @@ def ensemble_runs(
         raise NlbkitError(f"{output}: is one of the members; give a new directory")
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise NlbkitError(f"{output}: exists; pass --overwrite to replace it")
+    if output.exists() and any(output.iterdir()) and not (output / "run.json").exists():
+        raise NlbkitError(f"{output}: exists and is not a run directory (no run.json); not replacing it")
     rates = mean_rates(members)
     # The members' trials and shapes; the seed and creation time are the ensemble's own.
     info = dataclasses.replace(
@@ -139,9 +141,11 @@ def ensemble_runs(
                         for s in scored],
             "scores": ensemble.scores,
         })
+        os.chmod(staging, plain_dir_mode())  # mkdtemp's 0o700 would hide the run from others
         if output.exists():
             shutil.rmtree(output)
         os.replace(staging, output)
+        fsync_dir(output.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

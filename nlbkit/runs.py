@@ -23,10 +23,12 @@ from nlbkit.config import RunConfig, from_dict, to_dict
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import get_spec
 from nlbkit.nlb.keys import PHASES, RATE_KEYS
-from nlbkit.paths import atomic_path, write_json
+from nlbkit.paths import atomic_path, check_plain_name, write_json
 
 
 def run_name(dataset: str, bin_ms: int, phase: str, model: str, tag: str | None = None) -> str:
+    if tag:
+        check_plain_name(tag, "--tag")  # one path component: the run stays under its root
     name = f"{dataset}_{bin_ms}ms_{phase}_{model}"
     return f"{name}_{tag}" if tag else name
 

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
-SHARED_DATA = ROOT.parent / "shared" / "data" / "nlb"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def _reference_python() -> Path:
@@ -48,11 +48,11 @@ def run_reference(ref_python):
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The real NLB files available offline (../shared/data/nlb)."""
-    if not SHARED_DATA.exists():
-        pytest.fail(f"real NLB files missing at {SHARED_DATA}")
-    return SHARED_DATA
+def real_data() -> Path:
+    """The three real NLB files the repository carries (tests/fixtures/, provenance in its README)."""
+    if not (FIXTURES / "mc_maze_small").is_dir():
+        pytest.fail(f"real NLB fixtures missing at {FIXTURES}")
+    return FIXTURES
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from nlbkit.nlb.datasets import BIN_SIZES_MS, DATASET_NAMES, get_spec
+from nlbkit.nlb.keys import rate_shapes
 
 N_HELDIN, N_HELDOUT = 9, 4
 N_TRAIN, N_EVAL = 30, 24
@@ -25,14 +26,7 @@ def group_shapes(dataset: str, bin_ms: int) -> dict[str, tuple[int, ...]]:
     """Shapes of the six submission arrays for the random layout of one group."""
     bins = _window_ms(dataset) // bin_ms
     fwd = get_spec(dataset).forward_bins(bin_ms)
-    return {
-        "train_rates_heldin": (N_TRAIN, bins, N_HELDIN),
-        "train_rates_heldout": (N_TRAIN, bins, N_HELDOUT),
-        "eval_rates_heldin": (N_EVAL, bins, N_HELDIN),
-        "eval_rates_heldout": (N_EVAL, bins, N_HELDOUT),
-        "eval_rates_heldin_forward": (N_EVAL, fwd, N_HELDIN),
-        "eval_rates_heldout_forward": (N_EVAL, fwd, N_HELDOUT),
-    }
+    return rate_shapes(N_TRAIN, bins, N_HELDIN, N_HELDOUT, N_EVAL, bins, fwd)
 
 
 def _counts(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:

@@ -335,3 +335,35 @@ def test_command_line_fetch_list_and_help(nlbkit_cli, server, tmp_path):
     helptext = nlbkit_cli("fetch", "--help").stdout
     for option in ("--list", "--targets", "--data-dir", "--dandi-instance", "--version", "--retries"):
         assert option in helptext
+
+
+def test_list_without_the_archive_shows_local_files_and_their_state(nlbkit_cli, server, tmp_path):
+    served = serve_dataset(server)
+    run_fetch(server, tmp_path)
+    local(tmp_path, served["test"]).write_bytes(b"damaged")
+    other = tmp_path / "mc_rtt" / get_spec("mc_rtt").train_asset_name  # copied in, never fetched
+    other.parent.mkdir()
+    other.write_bytes(b"x" * 2048)
+    server.stop()
+    env = {**CLI_ENV, "NLBKIT_DANDI_INSTANCE": server.api_url, "NLBKIT_DATA": str(tmp_path)}
+    proc = nlbkit_cli("fetch", "--list", DATASET, "mc_rtt", env=env, timeout=120)
+    lines = proc.stdout.strip().splitlines()
+    rows = {line.split()[2]: line for line in lines[1:-1]}
+    train, test = (local(tmp_path, served[r]).name for r in ("train", "test"))
+    assert "verified (last fetch)" in rows[train] and "300.0 KB" in rows[train]
+    assert "differs (size 7 B, the archive says 120000 B) (last fetch)" in rows[test]
+    assert "present, unverified (no record of a fetch)" in rows[other.name] and "2.0 KB" in rows[other.name]
+    assert "missing" in rows[get_spec("mc_rtt").test_asset_name]
+    assert lines[-1].startswith("the archive could not be reached (cannot connect")
+
+
+def test_fetch_over_generated_data_leaves_a_real_folder(server, tmp_path):
+    from nlbkit.synth.generate import write_dataset
+    from nlbkit.synth.marker import is_generated
+
+    write_dataset(DATASET, tmp_path, seed=0)
+    assert is_generated(tmp_path / DATASET)
+    served = serve_dataset(server)
+    assert [o.action for o in run_fetch(server, tmp_path)] == ["replaced", "replaced"]
+    assert all(sha256(local(tmp_path, asset)) == asset.sha256 for asset in served.values())
+    assert not is_generated(tmp_path / DATASET)

@@ -17,6 +17,7 @@ from eval_layouts import all_groups, random_rates, random_target
 
 from nlbkit.nlb.datasets import get_spec
 from nlbkit.nlb.h5io import read_h5_groups, write_h5_groups
+from nlbkit.nlb.keys import rate_shapes
 from nlbkit.scoring.metrics import evaluate
 from nlbkit.submit.evalai import write_submission
 
@@ -76,14 +77,7 @@ def _rates_for_targets(targets: dict, rng: np.random.Generator) -> dict:
         n_eval, bins, n_out = target["eval_spikes_heldout"].shape
         fwd, n_in = target["eval_spikes_heldin_forward"].shape[1:]
         n_train = target["train_behavior"].shape[0]
-        shapes = {
-            "train_rates_heldin": (n_train, bins, n_in),
-            "train_rates_heldout": (n_train, bins, n_out),
-            "eval_rates_heldin": (n_eval, bins, n_in),
-            "eval_rates_heldout": (n_eval, bins, n_out),
-            "eval_rates_heldin_forward": (n_eval, fwd, n_in),
-            "eval_rates_heldout_forward": (n_eval, fwd, n_out),
-        }
+        shapes = rate_shapes(n_train, bins, n_in, n_out, n_eval, bins, fwd)
         out[group] = {k: rng.gamma(2.0, 0.05, size=s).astype(np.float32) for k, s in shapes.items()}
     return out
 

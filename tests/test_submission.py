@@ -172,7 +172,7 @@ def test_missing_key_wrong_shape_and_dtype(good_file, workspace):
     errors = _errors(_write(path, groups), workspace)
     assert "mc_maze_small: missing eval_rates_heldin_forward" in errors
     shape_error = "mc_maze_small_20/eval_rates_heldout: shape (23, 35, 4), "
-    assert any(e.startswith(shape_error) and e.endswith("implies (24, 35, 4)") for e in errors)
+    assert any(e.startswith(shape_error) and "expected (24, 35, 4) (from " in e for e in errors)
     assert "dmfc_rsg_20/train_rates_heldin: dtype int32, expected float32" in errors
 
 
@@ -297,7 +297,7 @@ def _make_dry_run(tmp_path, target, **variables):
 def test_leaderboard_val_chains_every_stage_and_skips_what_is_done(tmp_path):
     out = _make_dry_run(tmp_path, "leaderboard-val", SYNTH="1")
     stages = ["nlbkit synth mc_maze_small", "nlbkit prepare mc_maze_small --bin-ms 5",
-              "nlbkit train mc_maze_small --model langevin --bin-ms 5 --phase val", "nlbkit submit",
+              "nlbkit train-all mc_maze_small --bin-ms 5 --model langevin", "--phase val", "nlbkit submit",
               "nlbkit validate", "nlbkit evaluate"]
     positions = [out.find(stage) for stage in stages]
     assert all(p >= 0 for p in positions) and positions == sorted(positions), out
@@ -313,13 +313,50 @@ def test_leaderboard_val_chains_every_stage_and_skips_what_is_done(tmp_path):
     assert "nlbkit synth" not in out and "nlbkit prepare" not in out and "nlbkit train" not in out
     assert "nlbkit submit" in out and "nlbkit evaluate" in out
     os.utime(tensors)  # new tensors: the run is out of date and is trained again
-    assert "nlbkit train mc_maze_small" in _make_dry_run(tmp_path, "leaderboard-val", SYNTH="1")
+    assert "nlbkit train-all mc_maze_small" in _make_dry_run(tmp_path, "leaderboard-val", SYNTH="1")
 
 
 def test_leaderboard_runs_the_test_phase_for_every_dataset_and_bin(tmp_path):
     out = _make_dry_run(tmp_path, "leaderboard", DATASETS="mc_rtt dmfc_rsg", BINS="5 20")
     for dataset in ("mc_rtt", "dmfc_rsg"):
         assert f"nlbkit fetch {dataset}" in out
-        for bin_ms in (5, 20):
-            assert f"nlbkit train {dataset} --model langevin --bin-ms {bin_ms} --phase test" in out
+    # One training command for every run, as Ray tasks; ADDRESS and SEEDS reach it.
+    train = [line for line in out.splitlines() if "nlbkit train-all" in line]
+    assert len(train) == 1 and "mc_rtt dmfc_rsg --bin-ms 5 --bin-ms 20 --model langevin" in train[0]
+    assert "--phase test" in train[0] and "--seeds 1" in train[0] and "--address" not in train[0]
+    out = _make_dry_run(tmp_path, "leaderboard", ADDRESS="head:6379", SEEDS="3", GPUS_PER_TASK="0.5")
+    assert "--address head:6379" in out and "--seeds 3" in out and "--gpus-per-task 0.5" in out
     assert "leaderboard_test.h5" in out and "nlbkit validate" in out
+
+
+def test_submit_without_run_dirs_names_the_runs_it_took(workspace, tmp_path):
+    from click.testing import CliRunner
+
+    from nlbkit.cli import main
+
+    out_file = tmp_path / "picked.h5"
+    result = CliRunner().invoke(main, ["submit", "--runs", str(workspace["runs"]), "--phase", "val",
+                                       "-o", str(out_file)])
+    assert result.exit_code == 0, result.output
+    listed = [line.strip() for line in result.stdout.splitlines() if line.startswith("  ")]
+    expected = [str(workspace["run_dirs"][(d, b, "langevin")]) for d, b in GROUPS]
+    assert sorted(listed) == sorted(expected)
+    assert "took the latest finished langevin run of each dataset and bin" in result.stdout
+
+
+def test_a_deliberate_subset_is_not_warned_about_the_scaled_sets(good_file, workspace):
+    path, groups = good_file
+    _write(path, groups)
+    warned = validate_submission(path, data_dir=workspace["data"], score=False).warnings
+    assert any("scaled mc_maze sets" in w for w in warned)
+    quiet = validate_submission(path, data_dir=workspace["data"], score=False, subset=True).warnings
+    assert not any("scaled mc_maze sets" in w for w in quiet)
+
+
+def test_make_demo_validates_a_subset_and_the_full_leaderboard_does_not(tmp_path):
+    demo = _make_dry_run(tmp_path, "leaderboard-val", SYNTH="1")
+    assert [line for line in demo.splitlines() if "nlbkit validate" in line and "--subset" in line]
+    full = _make_dry_run(tmp_path, "leaderboard", DATASETS=("mc_maze mc_rtt area2_bump dmfc_rsg "
+                                                            "mc_maze_large mc_maze_medium mc_maze_small"))
+    validate = [line for line in full.splitlines() if "nlbkit validate" in line]
+    assert validate and not any("--subset" in line for line in validate)

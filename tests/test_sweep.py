@@ -107,7 +107,7 @@ def test_restore_checkpoint_gives_a_copied_optimiser_the_trials_learning_rate(tm
     target = RunDir(tmp_path / "runs" / "exploiter")
     cfg = build_config("mc_maze_small", overrides=["train.lr=0.0005"])
     restore_checkpoint(folder, target, cfg)
-    state = torch.load(target.last_ckpt, weights_only=False)
+    state = torch.load(target.last_ckpt, weights_only=True)
     assert [g["lr"] for g in state["optimizer"]["param_groups"]] == [0.0005]
     assert target.best_ckpt.exists() and target.metrics_csv.read_text() == donor.metrics_csv.read_text()
     # Same learning rate (a plain resume): the saved optimiser, with its schedule, is left alone.
@@ -148,6 +148,15 @@ def test_tiny_asha_sweep_on_a_local_ray_instance_and_its_resume(synth, tmp_path)
     again = run_sweep(opts)  # a finished sweep resumes to the same trials, none added
     assert sorted(r["trial"] for r in again.rows) == sorted(r["trial"] for r in result.rows)
     assert len(list((result.path / "trials").iterdir())) == 2
+    # The README's next step: train the winner; it gets its own run directory (tag 'sweep').
+    from click.testing import CliRunner
+
+    from nlbkit.cli import main
+
+    trained = CliRunner().invoke(main, ["train", "mc_maze_small", "--config", str(result.best_config),
+                                        "--from-tensors", str(synth), "--run-dir", str(tmp_path), "--quiet"])
+    assert trained.exit_code == 0, trained.output
+    assert RunDir(tmp_path / "mc_maze_small_5ms_val_langevin_sweep").scores_json.exists()
 
 
 @pytest.mark.slow

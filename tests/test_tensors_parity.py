@@ -180,10 +180,10 @@ def test_compressed_file_holds_the_same_arrays(generated):
 
 
 @pytest.fixture(scope="session")
-def reference_real(shared_data, run_reference, tmp_path_factory):
+def reference_real(real_data, run_reference, tmp_path_factory):
     out = tmp_path_factory.mktemp("tensors_real_ref") / "ref.h5"
     args = [a for name, rel in REAL_TEST_FILES.items() for b in BIN_SIZES_MS
-            for a in (name, b, "-", shared_data / rel)]
+            for a in (name, b, "-", real_data / rel)]
     run_reference(REFERENCE_SCRIPT.name, out, *args)
     with h5py.File(out, "r") as f:
         yield {key: f[key]["test/eval_spikes_heldin"][()] for key in f}
@@ -191,8 +191,8 @@ def reference_real(shared_data, run_reference, tmp_path_factory):
 
 @pytest.mark.parametrize("bin_ms", BIN_SIZES_MS)
 @pytest.mark.parametrize("dataset", sorted(REAL_TEST_FILES))
-def test_real_test_split_equals_nlb_tools(shared_data, reference_real, dataset, bin_ms):
-    ours = build_eval_input(shared_data / REAL_TEST_FILES[dataset], dataset, bin_ms)
+def test_real_test_split_equals_nlb_tools(real_data, reference_real, dataset, bin_ms):
+    ours = build_eval_input(real_data / REAL_TEST_FILES[dataset], dataset, bin_ms)
     assert list(ours) == ["eval_spikes_heldin"]
     expected = reference_real[f"{dataset}_{bin_ms}"]
     got = ours["eval_spikes_heldin"]

@@ -102,8 +102,8 @@ def test_front_padding_with_jitter_shifts_left():
     np.testing.assert_array_equal(back[0, :, 0], [0, 1, 2, 3, np.nan, np.nan])
 
 
-def test_real_test_split_reads_and_bins(shared_data):
-    out = build_eval_input(shared_data / SMALL / TEST_NAME, SMALL, 20)
+def test_real_test_split_reads_and_bins(real_data):
+    out = build_eval_input(real_data / SMALL / TEST_NAME, SMALL, 20)
     spikes = out["eval_spikes_heldin"]
     assert spikes.shape == (100, 35, 107) and spikes.dtype == np.float32
     assert not np.isnan(spikes).any() and spikes.sum() > 0
@@ -130,21 +130,29 @@ def _minimal(path: Path, units: bool = True, trials: bool = True) -> None:
             t["split"] = np.array([b"test"])
 
 
+@pytest.fixture(scope="module")
+def generated_small(tmp_path_factory) -> tuple[Path, Path]:
+    """A generated mc_maze_small (train NWB, test NWB): filler for the bad-input tests."""
+    from nlbkit.synth.generate import write_dataset
+
+    return write_dataset(SMALL, tmp_path_factory.mktemp("generated"), seed=0, scale="small")
+
+
 @pytest.fixture()
-def data_dir(tmp_path, shared_data) -> Path:
-    """A data dir with the real mc_maze_small test NWB and an old tensors file that must survive."""
+def data_dir(tmp_path, generated_small) -> Path:
+    """A data dir with a generated mc_maze_small test NWB and an old tensors file that must survive."""
     folder = tmp_path / SMALL
     folder.mkdir()
-    shutil.copy(shared_data / SMALL / TEST_NAME, folder / TEST_NAME)
+    shutil.copy(generated_small[1], folder / TEST_NAME)
     (folder / "tensors_5ms.h5").write_bytes(b"previous tensors")
     return tmp_path
 
 
-def _bad_train(kind: str, path: Path, shared_data: Path) -> None:
+def _bad_train(kind: str, path: Path, good_train: Path) -> None:
     if kind == "text":
         path.write_text("not an NWB file\n")
     elif kind == "truncated":
-        blob = (shared_data / SMALL / TEST_NAME).read_bytes()
+        blob = good_train.read_bytes()
         path.write_bytes(blob[: len(blob) // 3])
     elif kind == "no-units":
         _minimal(path, units=False)
@@ -153,9 +161,9 @@ def _bad_train(kind: str, path: Path, shared_data: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["missing", "text", "truncated", "no-units", "no-trials"])
-def test_bad_train_file_gives_one_line_and_leaves_old_output(kind, data_dir, shared_data, nlbkit_cli):
+def test_bad_train_file_gives_one_line_and_leaves_old_output(kind, data_dir, generated_small, nlbkit_cli):
     folder = data_dir / SMALL
-    _bad_train(kind, folder / TRAIN_NAME, shared_data)
+    _bad_train(kind, folder / TRAIN_NAME, generated_small[0])
     before = sorted(p.name for p in folder.iterdir())
     proc = nlbkit_cli("prepare", SMALL, "--data-dir", data_dir, check=False)
     assert proc.returncode == 1

@@ -133,7 +133,7 @@ def test_resume_continues_from_the_last_checkpoint(tensors, tmp_path):
     log_resumed, log_straight = _log(resumed.run), _log(straight.run)
     assert [int(r["epoch"]) for r in log_resumed] == [1, 2, 3, 4]
     assert [r["loss"] for r in log_resumed] == [r["loss"] for r in log_straight]
-    assert torch.load(resumed.run.last_ckpt, weights_only=False)["epoch"] == 4
+    assert torch.load(resumed.run.last_ckpt, weights_only=True)["epoch"] == 4
 
 
 def test_existing_run_dir_needs_resume_or_overwrite(tensors, tmp_path):
@@ -172,7 +172,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tensors, tmp_path):
             model_factory=poisoned,
         )
     run_dir = tmp_path / "runs" / "mc_maze_small_5ms_val_langevin"
-    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert state["epoch"] == 2
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert not (run_dir / "rates.h5").exists()
@@ -280,5 +280,5 @@ def test_no_checkpoint_is_chosen_during_the_kl_warm_up(tensors, tmp_path, monkey
     out = train_run("mc_maze_small", cfg, from_tensors=tensors, run_root=tmp_path / "runs", progress=False)
     log = _log(out.run)
     assert [float(r["best_co_bps"]) for r in log[2:]] == [0.1, 0.3, 0.3, 0.3]
-    assert torch.load(out.run.best_ckpt, weights_only=False)["epoch"] == 4
+    assert torch.load(out.run.best_ckpt, weights_only=True)["epoch"] == 4
     assert out.epochs == 6  # patience counts from the best epoch, not from the warm-up peak

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import click
 
+from nlbkit.commands import inside_workdir
+
 
 @click.command(name="ensemble")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--output", "-o", type=click.Path(path_type=Path), required=True,
+@click.option("--output", "-o", type=click.Path(path_type=Path), required=True, callback=inside_workdir,
               help="Run directory to write (e.g. runs/mc_maze_small_5ms_val_ensemble).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,

@@ -20,8 +20,19 @@ import click
               help="Where data/<dataset>/tensors_<bin>ms.h5 (val targets) lives; default: the tensor "
                    "file each run recorded, else $NLBKIT_DATA or data/.")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON (nlb_tools' metric names).")
+@click.option("--fewshot", is_flag=True,
+              help="Also compute few-shot co-bps (Dabholkar & Barak 2025): Poisson readouts from the "
+                   "run's latents, fit on k of its train trials, scored on the eval trials; mean and sd "
+                   "over repeats. Slow: it computes the latents of every train and eval trial (a "
+                   "LangevinFlow run's forward passes, minutes on a CPU for the big datasets). Never "
+                   "part of a submission.")
+@click.option("--fewshot-k", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Train trials per few-shot readout.")
+@click.option("--fewshot-repeats", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Random k-trial subsets (seeded) the mean and sd are taken over.")
 def command(run_dirs: tuple[Path, ...], phase: str | None, targets_file: Path | None,
-            data_dir: Path | None, as_json: bool) -> None:
+            data_dir: Path | None, as_json: bool, fewshot: bool, fewshot_k: int,
+            fewshot_repeats: int) -> None:
     """Score RUN_DIR(s) with co-bps, vel R2, psth R2, fp-bps and tp corr, as EvalAI did.
 
     \b
@@ -33,11 +44,26 @@ def command(run_dirs: tuple[Path, ...], phase: str | None, targets_file: Path | 
     Examples:
       nlbkit evaluate runs/mc_maze_small_5ms_val_langevin runs/mc_maze_small_5ms_val_smoothing
       nlbkit evaluate runs/*_test_langevin --targets data/eval_data_test.h5 --json
+      nlbkit evaluate runs/mc_maze_small_5ms_val_langevin --fewshot --fewshot-k 16
     """
     from nlbkit.scoring.evaluate import score_run
     from nlbkit.scoring.tables import format_table
 
     scores = [score_run(d, phase=phase, data_dir=data_dir, targets_file=targets_file) for d in run_dirs]
+    if fewshot:
+        from nlbkit.errors import NlbkitError
+        from nlbkit.scoring.fewshot import column_names
+        from nlbkit.scoring.fewshot_run import run_fewshot
+
+        mean_name, sd_name = column_names(fewshot_k)
+        for s in scores:
+            try:
+                result = run_fewshot(s.run.run_dir, data_dir=data_dir, targets_file=targets_file,
+                                     k=fewshot_k, repeats=fewshot_repeats)
+            except NlbkitError as exc:  # e.g. an ensemble: no latents; the other runs still get theirs
+                click.echo(f"note: no few-shot co-bps: {exc}", err=True)
+                continue
+            s.scores[mean_name], s.scores[sd_name] = result.mean, result.sd
     if as_json:
         click.echo(json.dumps({"runs": [s.as_json() for s in scores]}, indent=2))
     else:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
+from nlbkit.commands.dataset_arg import DATASET_OR_ALL
 from nlbkit.errors import NlbkitError
-from nlbkit.fetch.download import LocalState, RetryPolicy, human_bytes, partial_dir
+from nlbkit.fetch.download import LocalState, RetryPolicy, Unreachable, human_bytes, partial_dir
 
 INSTANCE_HELP = (
     "DANDI API server to use (default: $NLBKIT_DANDI_INSTANCE, else the public DANDI archive, "
@@ -14,7 +15,7 @@ INSTANCE_HELP = (
 
 
 @click.command(name="fetch")
-@click.argument("datasets", nargs=-1, metavar="[DATASET]... | all")
+@click.argument("datasets", nargs=-1, type=DATASET_OR_ALL, metavar="[DATASET]... | all")
 @click.option("--list", "list_only", is_flag=True,
               help="Show each dataset's files, their size in the archive and whether a verified copy is "
                    "present; download nothing. Without names: all datasets.")
@@ -61,8 +62,14 @@ def command(datasets: tuple[str, ...], list_only: bool, targets: bool, data_dir:
     if list_only:
         if targets:
             raise click.UsageError("--list shows the datasets; use it without --targets")
-        rows = fetch_lib.list_status(datasets or ("all",), data_dir, instance=dandi_instance,
-                                     version=version, policy=policy, verbose=verbose)
+        try:
+            rows = fetch_lib.list_status(datasets or ("all",), data_dir, instance=dandi_instance,
+                                         version=version, policy=policy, verbose=verbose)
+        except Unreachable as exc:
+            _print_local_listing(fetch_lib.list_local(datasets or ("all",), data_dir))
+            click.echo(f"the archive could not be reached ({exc}); local files only, checked against "
+                       "the sizes and checksums recorded at their last fetch")
+            return
         _print_listing(rows)
         return
     if not datasets and not targets:
@@ -120,10 +127,23 @@ def _print_listing(rows) -> None:
             done = 100 * local.partial_bytes / max(r.size, 1)
             state += f"; partial {done:.0f}% in {partial_dir(row.path).name}"
         lines.append((r.dataset, r.version, r.name, human_bytes(r.size), state))
+    _print_table(lines)
+    total = sum(row.remote.size for row in rows)
+    missing = sum(row.remote.size for row in rows if row.local.state is not LocalState.VERIFIED)
+    click.echo(f"total {human_bytes(total)} in the archive; {human_bytes(missing)} still to download")
+
+
+def _print_local_listing(rows) -> None:
+    lines = [("dataset", "version", "file", "size", "local copy")]
+    for r in rows:
+        size = human_bytes(r.size) if r.size is not None else "?"
+        lines.append((r.dataset, r.version, r.name, size, r.state))
+    _print_table(lines)
+
+
+def _print_table(lines: list[tuple[str, ...]]) -> None:
+    """Columns padded to their widest cell; the last column as it is."""
     widths = [max(len(line[i]) for line in lines) for i in range(4)]
     for line in lines:
         cells = [cell.ljust(w) for cell, w in zip(line[:4], widths, strict=True)]
         click.echo("  ".join([*cells, line[4]]))
-    total = sum(row.remote.size for row in rows)
-    missing = sum(row.remote.size for row in rows if row.local.state is not LocalState.VERIFIED)
-    click.echo(f"total {human_bytes(total)} in the archive; {human_bytes(missing)} still to download")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from nlbkit.commands import inside_workdir
+
 
 @click.command(name="predict")
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
@@ -19,6 +21,7 @@ import click
     "--output",
     type=click.Path(dir_okay=False),
     required=True,
+    callback=inside_workdir,
     help="Rates file to write (one group named after dataset and bin, submission key names).",
 )
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)

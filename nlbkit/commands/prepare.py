@@ -6,11 +6,12 @@ import time
 
 import click
 
+from nlbkit.commands.dataset_arg import DATASET_OR_ALL
 from nlbkit.nlb.datasets import BIN_SIZES_MS, DATASET_NAMES
 
 
 @click.command(name="prepare")
-@click.argument("dataset", metavar="DATASET|all")
+@click.argument("dataset", type=DATASET_OR_ALL)
 @click.option("--bin-ms", "bins", type=click.Choice([str(b) for b in BIN_SIZES_MS]), multiple=True,
               help="Bin size in ms; repeat for both (default: 5).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
@@ -40,15 +41,17 @@ def command(dataset: str, bins: tuple[str, ...], data_dir: str | None, compress:
       nlbkit prepare mc_maze --bin-ms 5 --bin-ms 20 --data-dir /data/nlb
       nlbkit prepare all --bin-ms 20
     """
-    from nlbkit.nlb.datasets import get_spec
+    from nlbkit.paths import dataset_dir
     from nlbkit.prepare.tensors import describe_file, prepare
+    from nlbkit.synth.marker import label
 
-    names = list(DATASET_NAMES) if dataset == "all" else [get_spec(dataset).name]
+    names = list(DATASET_NAMES) if dataset == "all" else [dataset]
     for name in names:
         for bin_ms in map(int, bins or ("5",)):
             t0 = time.perf_counter()
             path = prepare(name, bin_ms, data_dir, progress=not quiet, compress=compress)
-            click.echo(f"{name} {bin_ms} ms: wrote {path} ({time.perf_counter() - t0:.1f} s)")
+            shown = label(name, dataset_dir(name, data_dir))
+            click.echo(f"{shown} {bin_ms} ms: wrote {path} ({time.perf_counter() - t0:.1f} s)")
             if not quiet:
                 for line in describe_file(path):
                     click.echo(f"  {line}")

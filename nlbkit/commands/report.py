@@ -6,10 +6,13 @@ from pathlib import Path
 
 import click
 
+from nlbkit.commands import inside_workdir
+
 
 @click.command(name="report")
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--output", "-o", type=click.Path(path_type=Path, file_okay=False), default=None,
+              callback=inside_workdir,
               help="Folder for the PNG files (default RUN_DIR/report/).")
 def command(run_dir: Path, output: Path | None) -> None:
     """Draw the figures of RUN_DIR as PNG files and list them.
@@ -25,8 +28,13 @@ def command(run_dir: Path, output: Path | None) -> None:
     no targets) is skipped with a note.
     """
     from nlbkit.report.make import make_report
+    from nlbkit.scoring.evaluate import read_run
+    from nlbkit.synth.marker import tensors_label
 
     result = make_report(run_dir, output)
+    info = read_run(run_dir)
+    shown = tensors_label(info.dataset, info.tensors)
+    click.echo(f"run: {run_dir} ({shown}, {info.bin_ms} ms, {info.phase})")
     for note in result.notes:
         click.echo(f"note: {note}")
     for path in result.written:

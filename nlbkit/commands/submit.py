@@ -6,10 +6,12 @@ from pathlib import Path
 
 import click
 
+from nlbkit.commands import inside_workdir
+
 
 @click.command(name="submit")
 @click.argument("run_dirs", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=None, callback=inside_workdir,
               help="Submission file; default submissions/nlbkit_<phase>_<time>.h5.")
 @click.option("--runs", "runs_root", type=click.Path(path_type=Path), default=Path("runs"),
               show_default=True, help="Where to look for runs when no RUN_DIR is given.")
@@ -44,6 +46,13 @@ def command(run_dirs: tuple[Path, ...], output: Path | None, runs_root: Path, ph
     path = submit_runs(run_dirs, output, runs_root, phase, None if model == "any" else model)
     with h5py.File(path, "r") as h5:
         file_phase, groups = str(h5.attrs["phase"]), list(h5.keys())
+        taken = [r.decode() if isinstance(r, bytes) else str(r) for r in h5.attrs.get("runs", [])]
+    if not run_dirs:
+        which = "run" if model == "any" else f"{model} run"
+        click.echo(f"took the latest finished {which} of each dataset and bin under {runs_root} "
+                   f"({phase} phase):")
+        for run_dir in taken:
+            click.echo(f"  {run_dir}")
     click.echo(f"wrote {path} ({file_phase} phase): {', '.join(groups)}")
     if upload:
         click.echo(evalai_upload(path, file_phase, challenge, phase_id, large, method_name))

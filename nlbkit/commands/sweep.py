@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
-from nlbkit.nlb.datasets import DATASET_NAMES
+from nlbkit.commands import inside_workdir, plain_name
+from nlbkit.commands.dataset_arg import DATASET
 
 
 @click.command(name="sweep")
-@click.argument("dataset", type=click.Choice(DATASET_NAMES))
+@click.argument("dataset", type=DATASET)
 @click.option("--samples", type=int, default=8, show_default=True, help="Number of trials.")
 @click.option("--scheduler", type=click.Choice(["asha", "pbt"]), default="asha", show_default=True,
               help="asha: stop poor trials early. pbt: population-based training (copy good trials' "
@@ -19,17 +20,21 @@ from nlbkit.nlb.datasets import DATASET_NAMES
 @click.option("--cpus", type=int, default=None,
               help="CPUs of the local Ray instance (default: all); trials run --cpus / --cpus-per-trial "
                    "at a time.")
-@click.option("--cpus-per-trial", type=float, default=1.0, show_default=True)
+@click.option("--cpus-per-trial", type=float, default=1.0, show_default=True,
+              help="CPUs Ray reserves for each trial (a fraction lets trials share a CPU).")
 @click.option("--gpus-per-trial", type=float, default=0.0, show_default=True,
               help="GPUs per trial (fractions share a GPU); > 0 trains on CUDA.")
-@click.option("--bin-ms", type=click.Choice(["5", "20"]), default="5", show_default=True)
+@click.option("--bin-ms", type=click.Choice(["5", "20"]), default="5", show_default=True,
+              help="Bin size (ms): reads <dataset>/tensors_<bin>ms.h5.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Data directory (default data/, or $NLBKIT_DATA); reads <dataset>/tensors_<bin>ms.h5.")
 @click.option("--from-tensors", type=click.Path(dir_okay=False), default=None,
               help="Read this tensor file instead (as `nlbkit train --from-tensors`).")
 @click.option("--run-dir", "run_root", type=click.Path(file_okay=False), default="runs", show_default=True,
+              callback=inside_workdir,
               help="Root of run directories; the sweep goes to <root>/<name>/.")
-@click.option("--name", default=None, help="Sweep directory name (default <dataset>_<bin>ms_sweep).")
+@click.option("--name", default=None, callback=plain_name,
+              help="Sweep directory name (default <dataset>_<bin>ms_sweep).")
 @click.option("--space", "space_file", type=click.Path(dir_okay=False), default=None,
               help="Search-space JSON file (default: nlbkit/sweep/spaces/<dataset>.json).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,

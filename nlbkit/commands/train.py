@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
+from nlbkit.commands import inside_workdir, plain_name
+from nlbkit.commands.dataset_arg import DATASET
+from nlbkit.commands.rerun import rerun_command
+from nlbkit.errors import NlbkitError
 from nlbkit.models import MODEL_NAMES, REGISTRY
-from nlbkit.nlb.datasets import DATASET_NAMES
 
 
 @click.command(name="train")
-@click.argument("dataset", type=click.Choice(DATASET_NAMES))
+@click.argument("dataset", type=DATASET)
 @click.option(
     "--model",
     "model_name",
@@ -69,9 +74,12 @@ from nlbkit.nlb.datasets import DATASET_NAMES
     type=click.Path(file_okay=False),
     default="runs",
     show_default=True,
+    callback=inside_workdir,
     help="Root of run directories: <root>/<dataset>_<bin>ms_<phase>_<model>[_<tag>].",
 )
-@click.option("--tag", default=None, help="Suffix of the run directory's name.")
+@click.option("--tag", default=None, callback=plain_name,
+              help="Suffix of the run directory's name (default with a sweep's --config: the sweep's "
+                   "name, e.g. 'sweep'; with a train-only --from-tensors file: 'holdout').")
 @click.option("--resume", is_flag=True, help="Continue the run from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Start again in an existing run directory.")
 @click.option("--show-config", is_flag=True, help="Print the resolved configuration and exit.")
@@ -109,7 +117,10 @@ def command(
       nlbkit train mc_maze_small --from-tensors mc_maze_small_train_5ms.h5
     """
     from nlbkit.config import build_config, dumps, set_value
+    from nlbkit.paths import dataset_dir
     from nlbkit.scoring.tables import side_by_side
+    from nlbkit.sweep.results import sweep_config_tag
+    from nlbkit.synth.marker import GENERATED_LABEL, is_generated
     from nlbkit.train.run import train_run
 
     cfg = build_config(dataset, config_file, list(overrides))
@@ -119,23 +130,52 @@ def command(
     if show_config:
         click.echo(dumps(cfg))
         return
-    outcome = train_run(
-        dataset,
-        cfg,
-        bin_ms=int(bin_ms),
-        phase=phase,
-        model=model_name,
-        data_dir=data_dir,
-        from_tensors=from_tensors,
-        run_root=run_root,
-        tag=tag,
-        resume=resume,
-        overwrite=overwrite,
-        progress=not quiet,
-    )
-    click.echo(f"run: {outcome.run.path}")
+    from nlbkit.train.loop import TrainingDiverged, TrainingInterrupted
+
+    if tag is None and config_file is not None:
+        # A sweep's best configuration gets its own run directory beside the default one.
+        tag = sweep_config_tag(config_file, dataset, int(bin_ms))
+    try:
+        outcome = train_run(
+            dataset,
+            cfg,
+            bin_ms=int(bin_ms),
+            phase=phase,
+            model=model_name,
+            data_dir=data_dir,
+            from_tensors=from_tensors,
+            run_root=run_root,
+            tag=tag,
+            resume=resume,
+            overwrite=overwrite,
+            progress=not quiet,
+        )
+    except TrainingInterrupted as exc:
+        ctx = click.get_current_context()
+        if exc.checkpoint_epoch:
+            again = rerun_command(ctx, drop=["--overwrite", "--resume"], add=["--resume"])
+            hint = f"continue with: {again}"
+        else:
+            hint = f"start again with: {rerun_command(ctx, drop=['--resume'], add=['--overwrite'])}"
+        raise NlbkitError(f"{exc}; {hint}") from None
+    except TrainingDiverged as exc:
+        lower = f"train.lr={cfg.train.lr / 10:g}"
+        again = rerun_command(click.get_current_context(), drop=["--resume", "--overwrite"],
+                              add=["--overwrite", "--set", lower])
+        raise NlbkitError(f"{exc}; start again with a lower learning rate: {again}") from None
+    except KeyboardInterrupt:
+        raise NlbkitError(
+            "interrupted outside training (reading data, predicting or fitting the baseline); "
+            "run the same command again, with --resume if the run has a checkpoint"
+        ) from None
+    folder = Path(from_tensors).parent if from_tensors else dataset_dir(dataset, data_dir)
+    click.echo(f"run: {outcome.run.path}" + (f" ({GENERATED_LABEL})" if is_generated(folder) else ""))
+    if outcome.stop_note and quiet:
+        click.echo(outcome.stop_note)
     if not outcome.scores:
-        click.echo("no local scores (test phase: targets are not in the tensor file)")
+        where = f" --data-dir {data_dir}" if data_dir else ""
+        click.echo("no local scores (test phase: the tensor file holds no test targets); to score it, "
+                   f"`nlbkit fetch --targets{where}` then `nlbkit evaluate {outcome.run.path}{where}`")
         return
     columns = {model_name: outcome.scores}
     if outcome.baseline:

@@ -15,7 +15,11 @@ import click
               help="Where data/<dataset>/tensors_<bin>ms.h5 lives (shapes; val targets).")
 @click.option("--targets", "targets_file", type=click.Path(path_type=Path), default=None,
               help="Test-phase targets (eval_data_test.h5 layout): check windows and score against them.")
-def command(file: Path, phase: str | None, data_dir: Path | None, targets_file: Path | None) -> None:
+@click.option("--subset", is_flag=True,
+              help="The file holds some datasets on purpose (a demo, a partial leaderboard): no warning "
+                   "that the scaled mc_maze sets, one leaderboard entry, are incomplete.")
+def command(file: Path, phase: str | None, data_dir: Path | None, targets_file: Path | None,
+            subset: bool) -> None:
     """Check FILE: group names, keys, dtypes, shapes, and NaN/negative rates where scored.
 
     \b
@@ -26,7 +30,7 @@ def command(file: Path, phase: str | None, data_dir: Path | None, targets_file: 
     from nlbkit.scoring.tables import format_results
     from nlbkit.submit.validate import validate_submission
 
-    report = validate_submission(file, phase, data_dir, targets_file)
+    report = validate_submission(file, phase, data_dir, targets_file, subset=subset)
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
     for error in report.errors:

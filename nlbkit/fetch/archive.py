@@ -39,6 +39,7 @@ from nlbkit.fetch.record import FetchRecord, RecordedFile, read_record, write_re
 from nlbkit.nlb.datasets import DATASET_NAMES, DatasetSpec, get_spec
 from nlbkit.paths import data_dir as resolve_data_dir
 from nlbkit.paths import dataset_dir
+from nlbkit.synth.marker import forget_generated
 
 DEFAULT_INSTANCE = "https://api.dandiarchive.org/api"
 INSTANCE_ENV = "NLBKIT_DANDI_INSTANCE"
@@ -315,6 +316,7 @@ def fetch_file(
     with archive_errors(instance, f"downloading {label}"):
         transfer = download_verified(path, remote.expected, remote.opener, policy=policy,
                                      progress=progress, label=label)
+    forget_generated(path.parent, path.name)  # real data now, whatever synth wrote there before
     return FileOutcome(remote, path, action, transfer, local.detail)
 
 
@@ -337,4 +339,37 @@ def list_status(
             for remote in remote_files(client, get_spec(name), version):
                 path = remote.local_path(data_dir)
                 rows.append(FileStatus(remote, path, check_local(path, remote.expected)))
+    return rows
+
+
+@dataclass(frozen=True)
+class LocalRow:
+    """A row of `fetch --list` without the archive: a local file and what can be said of it."""
+
+    dataset: str
+    version: str  # of the last fetch; '?' without a record
+    name: str
+    size: int | None  # bytes the last fetch recorded, else the local file's, else None
+    state: str
+
+
+def list_local(datasets: Iterable[str], data_dir: str | os.PathLike | None = None) -> list[LocalRow]:
+    """Each dataset's files as far as the disk knows them: checked against the record of their last
+    fetch (size and dandi-etag) where there is one, else only present or missing."""
+    rows: list[LocalRow] = []
+    for name in dataset_names(datasets):
+        record = read_record(name, data_dir)
+        if record is not None:
+            for f in record.files:
+                remote = RemoteFile(name, f.role, f.asset_path, f.size, f.etag, record.version, _no_opener)
+                local = check_local(remote.local_path(data_dir), remote.expected)
+                state = local.state.value + (f" ({local.detail})" if local.detail else "")
+                rows.append(LocalRow(name, record.version, remote.name, f.size, f"{state} (last fetch)"))
+            continue
+        spec = get_spec(name)
+        for asset in (spec.train_asset_name, spec.test_asset_name):
+            path = dataset_dir(name, data_dir) / asset
+            present = path.exists()
+            state = "present, unverified (no record of a fetch)" if present else "missing"
+            rows.append(LocalRow(name, "?", asset, path.stat().st_size if present else None, state))
     return rows

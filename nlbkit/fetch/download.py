@@ -292,9 +292,10 @@ def _download_once(
                 raise _Mismatch(f"partial download longer than {expected.size} B")
             hasher = new_hasher(expected)
             _hash_prefix(dldir.writefile, offset, hasher)
+            # disable=None: no bar where stderr is not a terminal (a log would get one huge line)
             with tqdm(
                 total=expected.size, initial=offset, desc=label, unit="B", unit_scale=True,
-                unit_divisor=1000, disable=not progress, leave=True, miniters=1,
+                unit_divisor=1000, disable=None if progress else True, leave=True, miniters=1,
             ) as bar:
                 received = _receive(dldir, hasher, offset, expected, open_from, policy, bar, label)
             dldir.fp.flush()

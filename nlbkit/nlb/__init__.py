@@ -1,2 +1,2 @@
-"""The benchmark itself: the dataset registry (`datasets`), its vocabulary (`keys`), HDF5 I/O with
-one-line errors (`h5io`) and the trial sets read from a tensor file (`tensor_file`)."""
+"""The benchmark itself: the dataset registry (`datasets`), its vocabulary (`keys`), HDF5 I/O
+(`h5io`), the trials of a tensor file (`tensor_file`) and published results (`published`)."""

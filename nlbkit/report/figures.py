@@ -9,6 +9,7 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 
+from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import get_spec
 from nlbkit.report.data import ReportData, Skip
 
@@ -31,13 +32,43 @@ def _column(rows: list[dict[str, str]], key: str) -> np.ndarray:
     return np.array([float(r[key]) if r.get(key, "") != "" else np.nan for r in rows])
 
 
+def chosen_and_stop_epochs(rows: list[dict[str, str]], max_epochs: int | None) -> tuple[int, int | None]:
+    """(epoch of the chosen checkpoint, epoch of an early stop or None) from metrics.csv's rows.
+
+    The chosen checkpoint is the first epoch reaching the final best validation co-bps (the last
+    epoch when there was no validation); an early stop is a log ending before `max_epochs`.
+    """
+    epochs = [int(float(r["epoch"])) for r in rows]
+    best = rows[-1].get("best_co_bps", "")
+    chosen = next((e for e, r in zip(epochs, rows, strict=True) if best != "" and r["best_co_bps"] == best),
+                  epochs[-1])
+    stopped = epochs[-1] if max_epochs is not None and epochs[-1] < max_epochs else None
+    return chosen, stopped
+
+
+def _max_epochs(data: ReportData) -> int | None:
+    try:
+        return data.run.config().train.epochs
+    except NlbkitError:
+        return None
+
+
 def training_curves(data: ReportData):
-    """Loss, NLL and validation NLL; validation co-bps; KL weight and learning rate, per epoch."""
+    """Loss, NLL and validation NLL; validation co-bps; KL weight and learning rate, per epoch.
+
+    Dashed lines mark the chosen checkpoint's epoch and, where early stopping ended the run, its
+    last epoch.
+    """
     if not data.metrics:
         raise Skip(f"no metrics.csv ({data.model} runs have no training log)")
     rows = data.metrics
     epoch = _column(rows, "epoch")
+    chosen, stopped = chosen_and_stop_epochs(rows, _max_epochs(data))
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax in axes[:2]:
+        ax.axvline(chosen, color="k", ls=":", lw=1, label=f"checkpoint (epoch {chosen})")
+        if stopped is not None:
+            ax.axvline(stopped, color="C3", ls="--", lw=1, label=f"early stop (epoch {stopped})")
     for key, style in (("loss", "-"), ("nll", "-"), ("val_nll", "o-")):
         values = _column(rows, key)
         keep = ~np.isnan(values)

@@ -40,12 +40,12 @@ def make_report(
     progress: Callable[[str], None] | None = None,
 ) -> ReportResult:
     """Draw every figure that applies to the run into `output` (default RUN_DIR/report/)."""
+    data = load_report_data(run_dir)  # before matplotlib: a wrong RUN_DIR answers at once
     import matplotlib
 
     matplotlib.use("Agg")
     from nlbkit.report import figures as report_plots
 
-    data = load_report_data(run_dir)
     folder = Path(output) if output is not None else Path(run_dir) / REPORT_DIR
     result = ReportResult(notes=list(data.notes))
     for name, draw in report_plots.FIGURES:

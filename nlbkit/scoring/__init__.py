@@ -1,2 +1,2 @@
-"""Scores: nlb_tools' metrics (`metrics`), the one path that scores a run (`evaluate`) and the
-tables that print scores (`tables`)."""
+"""Scores: nlb_tools' metrics (`metrics`), the one path that scores a run (`evaluate`), tables,
+few-shot co-bps (`fewshot`, `fewshot_run`) and the rank among published entries (`leaderboard`)."""

@@ -21,6 +21,7 @@ from nlbkit.nlb.tensor_file import holdout_targets, train_trials
 from nlbkit.paths import tensors_path
 from nlbkit.runs import RunInfo, read_rates, read_run
 from nlbkit.scoring.metrics import evaluate_group
+from nlbkit.synth.marker import is_generated
 
 
 def val_targets_path(dataset: str, bin_ms: int, data_dir: str | os.PathLike | None) -> Path:
@@ -98,6 +99,7 @@ class RunScore:
             "bin_ms": self.run.bin_ms,
             "phase": self.run.phase,
             "model": self.run.model,
+            "generated_data": self.run.tensors is not None and is_generated(self.run.tensors.parent),
             "scores": self.scores,
         }
 
@@ -123,15 +125,23 @@ def score_run(
     run = read_run(run_dir)
     if phase is not None and phase != run.phase:
         raise NlbkitError(f"{run.run_dir}: a {run.phase}-phase run cannot be scored in phase {phase}")
+    target = run_target(run, data_dir, targets_file)
+    return RunScore(run, score_rates(run.dataset, run.bin_ms, target, read_rates(run), run.rates_path))
+
+
+def run_target(
+    run: RunInfo,
+    data_dir: str | os.PathLike | None = None,
+    targets_file: str | os.PathLike | None = None,
+) -> dict[str, np.ndarray]:
+    """The eval targets a run is scored against (see `score_run`)."""
     tensors_file = None
     if data_dir is None and run.tensors is not None and run.tensors.exists():
         tensors_file = run.tensors
     if run.eval_index is not None:
         if run.tensors is None:
             raise NlbkitError(f"{run.run_dir}: run.json lists held-out trials but no tensor file")
-        target = holdout_target(run.tensors, run.eval_index)
-    else:
-        if run.phase == "test" and targets_file is None:
-            targets_file = default_test_targets(data_dir)
-        target = eval_targets_for(run.dataset, run.bin_ms, run.phase, data_dir, targets_file, tensors_file)
-    return RunScore(run, score_rates(run.dataset, run.bin_ms, target, read_rates(run), run.rates_path))
+        return holdout_target(run.tensors, run.eval_index)
+    if run.phase == "test" and targets_file is None:
+        targets_file = default_test_targets(data_dir)
+    return eval_targets_for(run.dataset, run.bin_ms, run.phase, data_dir, targets_file, tensors_file)

@@ -12,17 +12,19 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.linalg import LinAlgWarning
 from scipy.special import gammaln
-from scipy.stats import pearsonr
-from sklearn.linear_model import Ridge
-from sklearn.metrics import r2_score
-from sklearn.model_selection import GridSearchCV
 from threadpoolctl import threadpool_limits
 
 from nlbkit.errors import NlbkitError
+
+if TYPE_CHECKING:
+    from sklearn.model_selection import GridSearchCV
+
+# scikit-learn and scipy.stats (about 2 s to import) are imported where a metric needs them, so
+# that commands which only read or check files answer at once.
 from nlbkit.nlb.datasets import DATASET_NAMES, get_spec
 
 logger = logging.getLogger(__name__)
@@ -87,6 +89,10 @@ def ridge_r2(
 def fit_ridge_decoder(train_x: np.ndarray, train_y: np.ndarray) -> GridSearchCV:
     """A ridge decoder from rates (samples, units) to behaviour (samples, channels), alpha chosen by
     5-fold cross-validation over logspace(-4, 0, 9), as nlb_tools decodes. No NaN allowed."""
+    from scipy.linalg import LinAlgWarning
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import GridSearchCV
+
     decoder = GridSearchCV(Ridge(), {"alpha": RIDGE_ALPHAS})
     # The 45 small ridge fits gain nothing from BLAS threads, and on a busy machine threads that
     # wait for each other made them 5x slower (55 s against 10 s for all NLB groups).
@@ -173,6 +179,8 @@ def psth_r2(
             raise NlbkitError("NaN rate predictions found within the trial times used for the PSTH")
         true_list.append(psth[cond][keep])
         pred_list.append(pred[keep])
+    from sklearn.metrics import r2_score
+
     return float(r2_score(np.vstack(true_list), np.vstack(pred_list)))
 
 
@@ -203,6 +211,8 @@ def speed_tp_correlation(
     those where `eval_spikes_heldout` is not NaN; eval_behavior: (trials, 5), tp last. A condition
     with a single eval trial, where nlb_tools raises, is left out with a warning.
     """
+    from scipy.stats import pearsonr
+
     speeds = neural_speeds(eval_rates, ~np.isnan(eval_spikes_heldout[..., 0]))
     cond_values = eval_behavior[:, TP_COND_COLUMNS]
     conds = np.unique(cond_values, axis=0)

@@ -10,6 +10,7 @@ import numpy as np
 from nlbkit.nlb.datasets import DATASET_NAMES
 from nlbkit.nlb.keys import METRIC_NAMES
 from nlbkit.scoring.evaluate import RunScore
+from nlbkit.synth.marker import tensors_label
 
 
 def order_for_table(scores: Sequence[RunScore]) -> list[RunScore]:
@@ -32,10 +33,12 @@ def format_table(scores: Sequence[RunScore]) -> str:
     """A plain-text table: one row per run, one column per metric present in any run."""
     rows = order_for_table(scores)
     metrics = [m for m in METRIC_NAMES if any(m in s.scores for s in rows)]
+    # extra columns (few-shot co-bps) after the official metrics, in the order they first appear
+    metrics += list(dict.fromkeys(k for s in rows for k in s.scores if k not in METRIC_NAMES))
     header = ["dataset", "bin", "phase", "model", "run", *metrics]
     body = [
         [
-            s.run.dataset,
+            tensors_label(s.run.dataset, s.run.tensors),
             f"{s.run.bin_ms} ms",
             s.run.phase,
             s.run.model,

@@ -84,9 +84,36 @@ def merge_runs(runs: Sequence[RunInfo]) -> tuple[Groups, str]:
         missing = [key for key in RATE_KEYS if key not in rates]
         if missing:
             raise NlbkitError(f"{run.rates_path}: missing {', '.join(missing)}")
+        check_rate_arrays(run.rates_path, rates)
         groups[run.group] = {key: np.asarray(rates[key], dtype=np.float32) for key in RATE_KEYS}
         owner[run.group] = run.run_dir
     return groups, phases.pop()
+
+
+def check_rate_arrays(path: str | os.PathLike, rates: dict[str, np.ndarray]) -> None:
+    """The six arrays of one run agree with each other and hold rates: 3-D (trials, bins, neurons),
+    finite, non-negative; held-in and held-out share trials and bins, observed and forward bins
+    share neurons, train and eval share bins and neurons. Else an NlbkitError naming `path`."""
+    for key in RATE_KEYS:
+        values = np.asarray(rates[key])
+        if values.ndim != 3:
+            raise NlbkitError(f"{path}: {key} has shape {values.shape}, not (trials, bins, neurons)")
+        if not np.isfinite(values).all() or (values < 0).any():
+            bad = int((~np.isfinite(values)).sum() + (values < 0).sum())
+            raise NlbkitError(f"{path}: {key} holds {bad} NaN, infinite or negative rate(s)")
+    shape = {key: np.shape(rates[key]) for key in RATE_KEYS}
+    pairs = [  # (key, key, axes that must agree, what they are)
+        ("eval_rates_heldin", "eval_rates_heldout", (0, 1), "trials and bins"),
+        ("eval_rates_heldin_forward", "eval_rates_heldout_forward", (0, 1), "trials and forward bins"),
+        ("eval_rates_heldin", "eval_rates_heldin_forward", (0, 2), "trials and neurons"),
+        ("eval_rates_heldout", "eval_rates_heldout_forward", (0, 2), "trials and neurons"),
+        ("train_rates_heldin", "train_rates_heldout", (0, 1), "trials and bins"),
+        ("train_rates_heldin", "eval_rates_heldin", (1, 2), "bins and neurons"),
+        ("train_rates_heldout", "eval_rates_heldout", (1, 2), "bins and neurons"),
+    ]
+    for a, b, axes, what in pairs:
+        if any(shape[a][i] != shape[b][i] for i in axes):
+            raise NlbkitError(f"{path}: {a} {shape[a]} and {b} {shape[b]} differ in {what}")
 
 
 def default_output(phase: str, root: str | os.PathLike = SUBMISSIONS_DIR) -> Path:

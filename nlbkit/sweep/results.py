@@ -126,6 +126,29 @@ def write_results(sweep_dir: Path, experiment: Path, space: SearchSpace, plain: 
     return result
 
 
+def sweep_config_tag(config_file: str | Path, dataset: str, bin_ms: int) -> str | None:
+    """The run tag `nlbkit train --config` takes for a sweep's best configuration; None for other files.
+
+    `<root>/mc_maze_small_5ms_sweep/best_config.json` -> 'sweep' (`--name full16` -> 'full16');
+    `.../best_configs/rank2_<trial>.json` -> 'sweep_rank2'. The run then sits beside the untagged
+    one (`..._val_langevin_sweep`) instead of colliding with it.
+    """
+    path = Path(config_file)
+    rank = None
+    if path.parent.name == "best_configs" and path.name.startswith("rank"):
+        rank, sweep_dir = path.name.split("_", 1)[0], path.parent.parent
+    elif path.name == "best_config.json":
+        sweep_dir = path.parent
+    else:
+        return None
+    if not (sweep_dir / "sweep.json").exists():
+        return None
+    prefix = f"{dataset}_{bin_ms}ms_"
+    name = sweep_dir.name
+    tag = name[len(prefix):] if name.startswith(prefix) and len(name) > len(prefix) else name
+    return f"{tag}_{rank}" if rank else tag
+
+
 def format_rows(rows: list[dict[str, Any]], limit: int = 10) -> str:
     """The trials as a plain-text table, best first."""
     if not rows:

@@ -19,7 +19,6 @@ the exploiting trial's run directory. Trials are ranked by their best validation
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import shutil
@@ -43,10 +42,12 @@ from nlbkit.config import (
 )
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import check_bin, get_spec
-from nlbkit.paths import atomic_path, tensors_path, write_json
+from nlbkit.paths import atomic_path, check_plain_name, tensors_path, write_json
+from nlbkit.ray_session import start_ray
 from nlbkit.runs import RunDir, run_name
 from nlbkit.sweep.results import RANK_METRIC, SweepResult, write_results
 from nlbkit.sweep.space import SearchSpace, load_space, param_space, pbt_mutations, short_name
+from nlbkit.train.checkpoint import load_checkpoint, save_checkpoint
 
 METRIC = "val_co_bps"  # the latest validation co-bps: what the schedulers act on
 SCHEDULERS = ("asha", "pbt")
@@ -78,7 +79,7 @@ class SweepOptions:
     verbose: int = 1  # Tune's verbosity: 0 silent, 1 status tables, 2 every result
 
     def sweep_dir(self) -> Path:
-        name = self.name or f"{self.dataset}_{self.bin_ms}ms_sweep"
+        name = check_plain_name(self.name, "--name") if self.name else f"{self.dataset}_{self.bin_ms}ms_sweep"
         return Path(self.run_root).absolute() / name
 
 
@@ -118,11 +119,10 @@ def restore_checkpoint(folder: Path, run: RunDir, cfg: RunConfig) -> None:
                 shutil.copyfile(source, tmp)
     donor = folder / "config.json"
     if donor.exists() and RunDir(folder).config().train.lr != cfg.train.lr and run.last_ckpt.exists():
-        state = torch.load(run.last_ckpt, map_location="cpu", weights_only=False)
+        state = load_checkpoint(run.last_ckpt, "cpu", ("model", "optimizer"))
         for group in state["optimizer"]["param_groups"]:
             group["lr"] = cfg.train.lr
-        with atomic_path(run.last_ckpt) as tmp:
-            torch.save(state, tmp)
+        save_checkpoint(state, run.last_ckpt)
 
 
 def _number(text: str) -> float:
@@ -254,29 +254,6 @@ def check_local_resources(opts: SweepOptions) -> None:
             f"--gpus-per-trial {opts.gpus_per_trial}, but torch sees {gpus} GPU(s) here; "
             "use --address for a cluster with GPUs"
         )
-
-
-def start_ray(address: str | None, cpus: int | None) -> bool:
-    """Connect to `address`, or start a quiet local instance; True if this call started Ray."""
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the compact CLIReporter table
-    import ray
-
-    if ray.is_initialized():
-        return False
-    quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
-    if address:
-        try:
-            ray.init(address=address, **quiet)
-        except ConnectionError as exc:
-            raise NlbkitError(f"cannot reach the Ray cluster at {address}: {exc}") from None
-        return True
-    ray.init(
-        num_cpus=cpus or os.cpu_count() or 1,
-        include_dashboard=False,
-        object_store_memory=256 * 1024**2,  # trials exchange only small checkpoints
-        **quiet,
-    )
-    return True
 
 
 def progress_reporter(space: SearchSpace):

@@ -27,6 +27,7 @@ from nlbkit.synth.latents import (
     ticks_to_seconds,
 )
 from nlbkit.synth.layouts import SCALES, Layout, make_layout
+from nlbkit.synth.marker import GENERATED_STAMP, H5_ATTR, check_replaceable, write_marker
 from nlbkit.synth.nwb import (
     behavior_series,
     complement,
@@ -50,14 +51,23 @@ def write_dataset(
     seed: int = 0,
     scale: str = "small",
     fraction: float = 1.0,
+    force: bool = False,
 ) -> tuple[Path, Path]:
     """Generate `dataset` into `<data_dir>/<dataset>/` under the real NLB file names.
 
-    Writes the train NWB, the test NWB and `ground_truth.h5`; returns (train path, test path).
+    Writes the train NWB, the test NWB and `ground_truth.h5`, each stamped as generated, and lists
+    them in the folder's `.nlbkit-generated` marker; returns (train path, test path).
     The same (dataset, seed, scale, fraction) always gives the same files' contents.
     `fraction` (full scale only) keeps that share of the trials, for benchmarks by size.
+    A file already there that `synth` did not write (real data) is an error unless `force`.
     """
     spec = get_spec(dataset)
+    out_dir = dataset_dir(dataset, data_dir)
+    names = (spec.train_asset_name, spec.test_asset_name, GROUND_TRUTH_NAME)
+    if not force:
+        check_replaceable(out_dir, names)
+    # Listed before writing: an interrupted run leaves stamped files the next run may replace.
+    write_marker(out_dir, names, seed=seed, scale=scale)
     if scale not in SCALES:
         raise NlbkitError(f"unknown scale '{scale}'; use one of {', '.join(SCALES)}")
     if fraction != 1.0:
@@ -70,7 +80,6 @@ def write_dataset(
     timeline = _timeline(layout)
     weights, bias, heldout = _units(layout, dataset, rng)
     unit, ticks = session_spikes(timeline, weights, bias, layout.session_ms, rng)
-    out_dir = dataset_dir(dataset, data_dir)
     gaps = _train_gaps(layout, rng)
     obs = complement(gaps, 0.0, layout.session_ms / 1000.0)
     test_path, shifts = _write_test(spec, layout, unit, ticks, heldout, out_dir, seed, rng)
@@ -137,7 +146,7 @@ def _write_train(spec, layout, timeline, times, counts, heldout, obs, out_dir, s
     return write_nwb(
         out_dir / spec.train_asset_name,
         identifier=f"nlbkit-synth-{spec.name}-seed{seed}-train",
-        description=f"Generated data in the layout of the NLB dataset {spec.name} (train and val trials).",
+        description=f"{GENERATED_STAMP} in the layout of the NLB dataset {spec.name} (train and val trials).",
         session_id=spec.name,
         subject=spec.subject,
         units=units,
@@ -192,7 +201,7 @@ def _write_test(spec, layout, unit, ticks, heldout, out_dir, seed, rng) -> tuple
     path = write_nwb(
         out_dir / spec.test_asset_name,
         identifier=f"nlbkit-synth-{spec.name}-seed{seed}-test",
-        description=f"Generated data in the layout of the NLB dataset {spec.name} (test trials).",
+        description=f"{GENERATED_STAMP} in the layout of the NLB dataset {spec.name} (test trials).",
         session_id=spec.name,
         subject=spec.subject,
         units=units,
@@ -236,6 +245,7 @@ def _readout(z: np.ndarray, ncol: int, rng: np.random.Generator) -> np.ndarray:
 
 def _write_ground_truth(path, dataset, seed, scale, layout, timeline, weights, bias, heldout, obs, shifts):
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs[H5_ATTR] = GENERATED_STAMP
         f.attrs.update(dataset=dataset, seed=seed, scale=scale, session_ms=layout.session_ms,
                        rate_model="rate_hz = min(exp(latents @ weights.T + bias), 400); "
                        "latents are zero outside the epochs")

@@ -1,2 +1,2 @@
-"""Fitting a model: the training loop (`loop`), a run from tensors to a run directory (`run`),
-and latent trajectories of a trained LangevinFlow (`latents`)."""
+"""Fitting a model: the loop (`loop`, `checkpoint`, `progress`), one run from tensors to a run
+directory (`run`), many runs on Ray (`parallel`), cross-validation (`cv`) and latents (`latents`)."""

@@ -20,14 +20,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from nlbkit.config import TrainConfig
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.tensor_file import TrialSet, holdout_split
-from nlbkit.paths import atomic_path
 from nlbkit.runs import RunDir
 from nlbkit.scoring.metrics import bits_per_spike
+from nlbkit.train.checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
+from nlbkit.train.progress import EpochProgress, stop_line
 
 CSV_FIELDS = (
     "epoch",
@@ -44,7 +44,19 @@ CSV_FIELDS = (
 
 
 class TrainingDiverged(NlbkitError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite; `checkpoint_epoch` is the last saved epoch (0: none)."""
+
+    def __init__(self, message: str, checkpoint_epoch: int = 0) -> None:
+        super().__init__(message)
+        self.checkpoint_epoch = checkpoint_epoch
+
+
+class TrainingInterrupted(NlbkitError):
+    """Ctrl-C during training; `checkpoint_epoch` is the last saved epoch (0: none)."""
+
+    def __init__(self, message: str, checkpoint_epoch: int = 0) -> None:
+        super().__init__(message)
+        self.checkpoint_epoch = checkpoint_epoch
 
 
 def seed_everything(seed: int) -> None:
@@ -182,6 +194,8 @@ class Trainer:
         self.best_co_bps = -math.inf
         self.best_epoch = 0
         self.rows: list[dict] = []
+        self.saved_epoch = 0  # epoch of checkpoints/last.pt
+        self.stop_note: str | None = None  # why training ended before cfg.epochs, if it did
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
@@ -205,25 +219,19 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "best_co_bps": self.best_co_bps,
             "best_epoch": self.best_epoch,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-                "shuffle": self.shuffle.get_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            },
+            "rng": rng_state(self.shuffle),
         }
 
     def save(self, path) -> None:
-        with atomic_path(path) as tmp:
-            torch.save(self.state(), tmp)
+        save_checkpoint(self.state(), path)
 
     def resume(self) -> None:
         """Continue from `checkpoints/last.pt`: weights, optimiser, scheduler, RNGs and the log."""
         if not self.run.last_ckpt.exists():
             raise NlbkitError(f"{self.run.last_ckpt}: no checkpoint to resume from")
-        state = torch.load(self.run.last_ckpt, map_location=self.device, weights_only=False)
-        self.model.load_state_dict(state["model"])
+        needs = ("model", "optimizer", "scheduler", "scaler", "epoch", "best_co_bps", "best_epoch", "rng")
+        state = load_checkpoint(self.run.last_ckpt, self.device, needs)
+        load_weights(self.model, state, self.run.last_ckpt)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -232,14 +240,9 @@ class Trainer:
             state["best_co_bps"],
             state["best_epoch"],
         )
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        self.shuffle.set_state(rng["shuffle"])
-        if rng.get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        set_rng_state(state["rng"], self.shuffle)
         self.rows = [r for r in self.run.metrics() if int(r["epoch"]) <= self.epoch]
+        self.saved_epoch = self.epoch
 
     def _write_log(self) -> None:
         self.run.write_metrics(self.rows, CSV_FIELDS)
@@ -258,7 +261,8 @@ class Trainer:
                 )
             value = float(loss.detach())
             if not math.isfinite(value):
-                raise TrainingDiverged(self._diverged_message(value))
+                saved = self.saved_epoch if self.run.last_ckpt.exists() else 0
+                raise TrainingDiverged(self._diverged_message(value), saved)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
@@ -276,10 +280,7 @@ class Trainer:
             if self.run.last_ckpt.exists()
             else "no epoch had completed, so there is no checkpoint"
         )
-        return (
-            f"loss became {value} at epoch {self.epoch + 1}; training stopped and {kept}. "
-            f"Try a lower learning rate (--set train.lr=...) and --resume"
-        )
+        return f"loss became {value} at epoch {self.epoch + 1}; training stopped and {kept}"
 
     def _validate(self, kl_weight: float) -> tuple[float, float]:
         """(validation NLL, co-bps of the held-out neurons over the observed bins)."""
@@ -296,55 +297,76 @@ class Trainer:
 
     # --- the loop ----------------------------------------------------------------------------------
     def fit(self) -> int:
+        """Train until `cfg.epochs` or early stopping; returns the epochs completed.
+
+        Sets `stop_note` when early stopping ended it. Ctrl-C raises TrainingInterrupted, naming the
+        last checkpoint, which is kept.
+        """
         cfg = self.cfg
-        bar = tqdm(
-            total=cfg.epochs,
-            initial=self.epoch,
-            desc="train",
-            unit="epoch",
-            disable=not self.progress,
-            dynamic_ncols=True,
-        )
-        latest_co_bps = float("nan")
+        progress = EpochProgress(cfg.epochs, self.epoch, self.device.type, enabled=self.progress)
         try:
             while self.epoch < cfg.epochs and not self._patience_spent():
-                started = time.perf_counter()
-                warm = ramp(self.epoch, cfg.kl_ramp_epochs)
-                kl_weight = cfg.kl_max * warm
-                for group in self.optimizer.param_groups:
-                    group["weight_decay"] = cfg.weight_decay * warm
-                totals = self._train_epoch(kl_weight)
-                self.epoch += 1
-                row = {
-                    "epoch": self.epoch,
-                    "kl_weight": kl_weight,
-                    "lr": self.optimizer.param_groups[0]["lr"],
-                    **totals,
-                    "val_nll": "",
-                    "val_co_bps": "",
-                    "best_co_bps": "",
-                }
-                improved = False
-                if self.val_set is not None and (self.epoch % cfg.val_every == 0 or self.epoch == cfg.epochs):
-                    val_nll, latest_co_bps = self._validate(kl_weight)
-                    self.scheduler.step(val_nll)
-                    row.update(val_nll=val_nll, val_co_bps=latest_co_bps)
-                    if latest_co_bps > self.best_co_bps and self.epoch >= self._selection_start():
-                        self.best_co_bps, self.best_epoch, improved = latest_co_bps, self.epoch, True
-                row["best_co_bps"] = self.best_co_bps if math.isfinite(self.best_co_bps) else ""
-                row["seconds"] = round(time.perf_counter() - started, 4)
-                self.rows.append(row)
-                if improved or self.val_set is None:
-                    self.save(self.run.best_ckpt)
-                self.save(self.run.last_ckpt)
-                self._write_log()
-                bar.update(1)
-                bar.set_postfix(loss=f"{totals['loss']:.4f}", val_co_bps=f"{latest_co_bps:.4f}")
+                loss, co_bps = self._run_epoch()
+                progress.update(self.epoch, loss, co_bps)
                 if self.on_epoch is not None:
-                    self.on_epoch(self.epoch, row)
+                    self.on_epoch(self.epoch, self.rows[-1])
+        except KeyboardInterrupt:
+            raise self._interrupted() from None
         finally:
-            bar.close()
+            progress.close()
+        if self.epoch < cfg.epochs and self._patience_spent():
+            since = max(self.best_epoch, self._selection_start())
+            self.stop_note = stop_line(self.epoch, self.epoch - since, self.best_epoch)
+            progress.say(self.stop_note)
         return self.epoch
+
+    def _run_epoch(self) -> tuple[float, float]:
+        """One epoch, its log row and checkpoints; (training loss, validation co-bps or NaN)."""
+        cfg = self.cfg
+        started = time.perf_counter()
+        warm = ramp(self.epoch, cfg.kl_ramp_epochs)
+        kl_weight = cfg.kl_max * warm
+        for group in self.optimizer.param_groups:
+            group["weight_decay"] = cfg.weight_decay * warm
+        totals = self._train_epoch(kl_weight)
+        self.epoch += 1
+        row = {
+            "epoch": self.epoch,
+            "kl_weight": kl_weight,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            **totals,
+            "val_nll": "",
+            "val_co_bps": "",
+            "best_co_bps": "",
+        }
+        improved, co_bps = False, float("nan")
+        if self.val_set is not None and (self.epoch % cfg.val_every == 0 or self.epoch == cfg.epochs):
+            val_nll, co_bps = self._validate(kl_weight)
+            self.scheduler.step(val_nll)
+            row.update(val_nll=val_nll, val_co_bps=co_bps)
+            if co_bps > self.best_co_bps and self.epoch >= self._selection_start():
+                self.best_co_bps, self.best_epoch, improved = co_bps, self.epoch, True
+        row["best_co_bps"] = self.best_co_bps if math.isfinite(self.best_co_bps) else ""
+        row["seconds"] = round(time.perf_counter() - started, 4)
+        self.rows.append(row)
+        if improved or self.val_set is None:
+            self.save(self.run.best_ckpt)
+        self.save(self.run.last_ckpt)
+        self.saved_epoch = self.epoch
+        self._write_log()
+        return totals["loss"], co_bps
+
+    def _interrupted(self) -> TrainingInterrupted:
+        if self.run.last_ckpt.exists():
+            saved = self.saved_epoch
+            return TrainingInterrupted(
+                f"interrupted during epoch {self.epoch + 1} of {self.cfg.epochs}; the last checkpoint "
+                f"{self.run.last_ckpt} (epoch {saved}) is kept",
+                saved,
+            )
+        return TrainingInterrupted(
+            f"interrupted during epoch {self.epoch + 1}, before any checkpoint was written", 0
+        )
 
     def _selection_start(self) -> int:
         """First epoch whose checkpoint may be chosen: the end of the KL warm-up (or the last epoch).
@@ -363,5 +385,4 @@ class Trainer:
     def load_best(self) -> None:
         """Weights of the best checkpoint (the last one when there was no validation)."""
         path = self.run.best_ckpt if self.run.best_ckpt.exists() else self.run.last_ckpt
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        self.model.load_state_dict(state["model"])
+        load_weights(self.model, load_checkpoint(path, self.device), path)

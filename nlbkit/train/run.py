@@ -25,6 +25,7 @@ from nlbkit.nlb.tensor_file import PhaseData, load_phase_data
 from nlbkit.paths import tensors_path
 from nlbkit.runs import RunDir, RunInfo, create_run, rates_dict, run_name, write_rates
 from nlbkit.scoring.evaluate import score_rates
+from nlbkit.train.checkpoint import load_checkpoint, load_weights
 from nlbkit.train.loop import (
     Trainer,
     add_heldin_of,
@@ -48,6 +49,7 @@ class TrainOutcome:
     scores: dict[str, float]
     baseline: dict[str, float] = field(default_factory=dict)  # the smoothing baseline's, same trials
     epochs: int = 0
+    stop_note: str | None = None  # why training ended before its last epoch (early stopping)
 
 
 def train_run(
@@ -107,16 +109,16 @@ def train_run(
     )
     if not entry.uses_torch:
         train_rates, eval_rates = _fit_smoothing(run, data, cfg.smoothing, bin_ms)
-        epochs = 0
+        epochs, stop_note = 0, None
     else:
-        train_rates, eval_rates, epochs = _fit_torch(
+        train_rates, eval_rates, epochs, stop_note = _fit_torch(
             run, data, cfg, resume, progress, model_factory, on_epoch
         )
     rates = rates_dict(train_rates, eval_rates, data.n_heldin, data.fit.heldin.shape[1])
     run.write_rates(info, rates)
     scores = score_rates(dataset, bin_ms, data.targets, rates, run.rates_h5)
     run.write_scores(scores)
-    outcome = TrainOutcome(run=run, scores=scores, epochs=epochs)
+    outcome = TrainOutcome(run=run, scores=scores, epochs=epochs, stop_note=stop_note)
     if model == "langevin" and cfg.train.compare_smoothing and scores:
         outcome.baseline = baseline_scores(
             dataset, cfg, bin_ms, data.phase, data_dir, from_tensors, run_root, tag, info, eval_index
@@ -142,7 +144,7 @@ def _fit_torch(
     progress: bool,
     model_factory: ModelFactory,
     on_epoch: Callable[[int], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray, int, str | None]:
     tc = cfg.train
     device = resolve_device(tc.device)
     threads = tc.threads or (1 if (os.cpu_count() or 1) <= 2 else 0)
@@ -167,7 +169,7 @@ def _fit_torch(
     samples = cfg.model.prediction_samples
     train_rates = predict(net, data.fit.heldin, samples, tc.batch_size, device)
     eval_rates = predict(net, data.eval.heldin, samples, tc.batch_size, device)
-    return train_rates, eval_rates, epochs
+    return train_rates, eval_rates, epochs, trainer.stop_note
 
 
 def baseline_scores(
@@ -182,13 +184,22 @@ def baseline_scores(
     info: dict,
     eval_index: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """The smoothing baseline's scores on the same trials: its existing run if it matches, else fit it."""
-    sibling = RunDir(Path(run_root) / run_name(dataset, bin_ms, phase, "smoothing", tag))
-    if sibling.run_json.exists() and sibling.scores_json.exists():
-        other, current = sibling.info(), RunInfo.from_json(sibling.path, info)
-        same = all(getattr(other, k) == getattr(current, k) for k in ("tensors", "eval_index", "seed"))
-        if same and sibling.config().smoothing == cfg.smoothing:
-            return sibling.scores() or {}
+    """The smoothing baseline's scores on the same trials: a matching run if there is one, else fit.
+
+    Looked for under the run's own tag, then untagged (`--tag s0`, `--tag s1`, a sweep's best
+    configuration all share one baseline). A new fit goes to the untagged name while that is free.
+    """
+    own = run_name(dataset, bin_ms, phase, "smoothing", tag)
+    default_tag = "holdout" if info.get("eval_source") == "holdout" else None
+    shared = run_name(dataset, bin_ms, phase, "smoothing", default_tag)
+    for name in dict.fromkeys((own, shared)):
+        sibling = RunDir(Path(run_root) / name)
+        if sibling.run_json.exists() and sibling.scores_json.exists():
+            other, current = sibling.info(), RunInfo.from_json(sibling.path, info)
+            same = all(getattr(other, k) == getattr(current, k) for k in ("tensors", "eval_index"))
+            if same and sibling.config().smoothing == cfg.smoothing:
+                return sibling.scores() or {}
+    target_tag = default_tag if not (Path(run_root) / shared).exists() else tag
     outcome = train_run(
         dataset,
         cfg,
@@ -198,7 +209,7 @@ def baseline_scores(
         data_dir=data_dir,
         from_tensors=from_tensors,
         run_root=run_root,
-        tag=tag,
+        tag=target_tag,
         overwrite=True,
         progress=False,
         eval_index=eval_index,
@@ -229,6 +240,9 @@ def predict_file(
     """Rates of a trained run for the trials of `input_path`, written to `output` (rates.h5 format)."""
     run = RunDir(Path(run_dir))
     info, cfg = run.info(), run.config()
+    missing = [k for k in ("n_heldin", "n_heldout", "n_forward") if getattr(info, k) is None]
+    if missing:
+        raise NlbkitError(f"{run.run_json}: missing {', '.join(missing)} (needed to rebuild the model)")
     eval_heldin, train_heldin = _read_input(Path(input_path), info.phase)
     n_heldin = info.n_heldin
     for name, array in (("eval_spikes_heldin", eval_heldin), ("train_spikes_heldin", train_heldin)):
@@ -270,5 +284,4 @@ def load_network(
     if not path.exists():
         raise NlbkitError(f"{run.path}: no checkpoint (checkpoints/best.pt or last.pt)")
     net = model_factory(cfg, info.n_heldin, info.n_heldout, info.n_forward).to(device)
-    net.load_state_dict(torch.load(path, map_location=device, weights_only=False)["model"])
-    return net.eval()
+    return load_weights(net, load_checkpoint(path, device), path).eval()
