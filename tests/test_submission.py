@@ -323,7 +323,7 @@ def test_leaderboard_runs_the_test_phase_for_every_dataset_and_bin(tmp_path):
     # One training command for every run, as Ray tasks; ADDRESS and SEEDS reach it.
     train = [line for line in out.splitlines() if "nlbkit train-all" in line]
     assert len(train) == 1 and "mc_rtt dmfc_rsg --bin-ms 5 --bin-ms 20 --model langevin" in train[0]
-    assert "--phase test" in train[0] and "--seeds 1" in train[0] and "--address" not in train[0]
+    assert "--phase test" in train[0] and "--seeds" not in train[0] and "--address" not in train[0]
     out = _make_dry_run(tmp_path, "leaderboard", ADDRESS="head:6379", SEEDS="3", GPUS_PER_TASK="0.5")
     assert "--address head:6379" in out and "--seeds 3" in out and "--gpus-per-task 0.5" in out
     assert "leaderboard_test.h5" in out and "nlbkit validate" in out

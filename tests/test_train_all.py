@@ -76,6 +76,20 @@ def test_tasks_cover_every_dataset_bin_and_seed(tmp_path):
         make_tasks(TrainAllOptions(("dmfc_rsg",), (5,), data_dir=tmp_path))
 
 
+def test_seed_ensembles_follow_each_dataset_unless_asked(tmp_path):
+    """mc_maze_small's measured default is a 3-seed ensemble, other datasets one run; --seeds wins;
+    the smoothing baseline, which no seed changes, is one run."""
+    for dataset in ("mc_maze_small", "mc_rtt"):
+        _age(tmp_path / dataset / "tensors_5ms.h5", 0)
+    both = ("mc_maze_small", "mc_rtt")
+    names = [t.name for t in make_tasks(TrainAllOptions(both, (5,), "val", data_dir=tmp_path))]
+    assert names == [f"mc_maze_small_5ms_val_langevin_s{k}" for k in range(3)] + ["mc_rtt_5ms_val_langevin"]
+    asked = make_tasks(TrainAllOptions(both, (5,), "val", seeds=2, data_dir=tmp_path))
+    assert [t.tag for t in asked] == ["s0", "s1", "s0", "s1"]
+    smoothing = make_tasks(TrainAllOptions(both, (5,), "val", model="smoothing", seeds=3, data_dir=tmp_path))
+    assert [t.tag for t in smoothing] == [None, None]
+
+
 def test_summary_lists_every_run_and_the_totals():
     results = [
         TaskResult("a_5ms_val_langevin", "new", "done", 12.5, 3, {"co-bps": 0.25}),
@@ -92,7 +106,7 @@ def test_summary_lists_every_run_and_the_totals():
 def test_a_single_run_trains_in_process_then_is_skipped(tmp_path):
     write_prepared(tmp_path / "data" / "mc_maze_small" / "tensors_5ms.h5")
     overrides = tuple(f"{k}={v}" for k, v in [("train.epochs", 2)]) + TINY
-    opts = TrainAllOptions(("mc_maze_small",), (5,), "val", data_dir=tmp_path / "data",
+    opts = TrainAllOptions(("mc_maze_small",), (5,), "val", seeds=1, data_dir=tmp_path / "data",
                            run_root=tmp_path / "runs", overrides=overrides)
     lines: list[str] = []
     [result] = train_all(opts, log=lines.append)
@@ -147,7 +161,7 @@ def two_datasets(tmp_path_factory) -> Path:
 def _command(data_dir: Path, run_root: Path) -> list[str]:
     settings = [f"--set={s}" for s in TINY]
     return [sys.executable, "-m", "nlbkit", "train-all", *DATASETS, "--bin-ms", "5", "--bin-ms", "20",
-            "--phase", "val", "--epochs", "8", "--cpus", "2", "--data-dir", str(data_dir),
+            "--phase", "val", "--epochs", "8", "--seeds", "1", "--cpus", "2", "--data-dir", str(data_dir),
             "--run-dir", str(run_root), *settings]
 
 

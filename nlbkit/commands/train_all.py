@@ -18,9 +18,10 @@ from nlbkit.nlb.keys import PHASES
               help="val: fit 'train', score on 'val'. test: fit 'trainval', predict 'test'.")
 @click.option("--model", "model_name", type=click.Choice(MODEL_NAMES), default="langevin",
               show_default=True)
-@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--seeds", type=click.IntRange(min=1), default=None,
               help="Runs per dataset x bin, tagged s0, s1, ... (seed train.seed + k); more than one "
-                   "writes their mean (`nlbkit ensemble`) to the untagged run directory.")
+                   "writes their mean (`nlbkit ensemble`) to the untagged run directory. Default: "
+                   "the dataset's train.seeds (3 for mc_maze_small, measured; 1 elsewhere).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Data directory (default data/, or $NLBKIT_DATA); reads <dataset>/tensors_<bin>ms.h5.")
 @click.option("--run-dir", "run_root", type=click.Path(file_okay=False), default="runs", show_default=True,

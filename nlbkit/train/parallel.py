@@ -88,7 +88,7 @@ class TrainAllOptions:
     bins: tuple[int, ...] = (5, 20)
     phase: str = "test"
     model: str = "langevin"
-    seeds: int = 1
+    seeds: int | None = None  # None: each dataset's train.seeds
     data_dir: str | Path | None = None
     run_root: str | Path = "runs"
     config_file: str | Path | None = None
@@ -130,12 +130,21 @@ def task_config(opts: TrainAllOptions, dataset: str, seed_offset: int) -> dict[s
     return to_dict(cfg)
 
 
+def seed_count(opts: TrainAllOptions, dataset: str) -> int:
+    """Runs per dataset x bin: --seeds, else the dataset's `train.seeds`; one for closed-form models."""
+    if not get_model(opts.model).uses_torch:
+        return 1  # the smoothing baseline does not depend on the seed
+    if opts.seeds is not None:
+        return opts.seeds
+    return int(task_config(opts, dataset, 0)["train"]["seeds"])
+
+
 def make_tasks(opts: TrainAllOptions) -> list[TrainTask]:
     """Every dataset x bin (x seed) of `opts`, datasets first; the tensor files must exist."""
     if not opts.datasets:
         raise NlbkitError("no dataset given")
     get_model(opts.model)
-    if opts.seeds < 1:
+    if opts.seeds is not None and opts.seeds < 1:
         raise NlbkitError("--seeds must be at least 1")
     if opts.phase not in PHASES:
         raise NlbkitError(f"unknown phase '{opts.phase}': use one of {', '.join(PHASES)}")
@@ -148,8 +157,9 @@ def make_tasks(opts: TrainAllOptions) -> list[TrainTask]:
             tensors = tensors_path(dataset, bin_ms, opts.data_dir).absolute()
             if not tensors.exists():
                 raise NlbkitError(f"{tensors}: tensor file not found (run `nlbkit prepare` first)")
-            for k in range(opts.seeds):
-                tag = f"s{k}" if opts.seeds > 1 else None
+            seeds = seed_count(opts, dataset)
+            for k in range(seeds):
+                tag = f"s{k}" if seeds > 1 else None
                 config = task_config(opts, dataset, k)
                 tasks.append(TrainTask(dataset, bin_ms, opts.phase, opts.model, tag, str(tensors),
                                        run_root, config))
@@ -274,8 +284,8 @@ def train_all(opts: TrainAllOptions, log: Log = _print) -> list[TaskResult]:
     elif todo:
         ran = _run_all(todo, opts, clock, log)
     results = [skipped.get(t.name) or ran[t.name] for t in tasks]
-    if opts.seeds > 1:
-        results += ensemble_seeds(tasks, results, log, clock)
+    if any(task.tag for task in tasks):
+        results += ensemble_seeds([t for t in tasks if t.tag], results, log, clock)
     log(format_summary(results, time.perf_counter() - clock.start))
     return results
 
