@@ -22,6 +22,7 @@ import numpy as np
 from nlbkit.config import RunConfig, from_dict, to_dict
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import get_spec
+from nlbkit.nlb.h5io import open_h5
 from nlbkit.nlb.keys import PHASES, RATE_KEYS
 from nlbkit.paths import atomic_path, check_plain_name, write_json
 
@@ -189,9 +190,8 @@ class RunDir:
             raise NlbkitError(f"{self.rates_h5}: no rates (has the run finished?)")
         return read_rates_file(self.rates_h5)[1]
 
-    def write_rates(self, info: RunInfo | dict[str, Any], rates: dict[str, np.ndarray]) -> Path:
-        get = info.get if isinstance(info, dict) else lambda k: getattr(info, k)
-        return write_rates(self.rates_h5, get("dataset"), get("bin_ms"), get("phase"), rates)
+    def write_rates(self, info: RunInfo, rates: dict[str, np.ndarray]) -> Path:
+        return write_rates(self.rates_h5, info.dataset, info.bin_ms, info.phase, rates)
 
 
 def read_run(run_dir: str | Path) -> RunInfo:
@@ -290,8 +290,6 @@ def write_rates(
 
 def read_rates_file(path: str | Path) -> tuple[str, dict[str, np.ndarray]]:
     """(group name, arrays) of a one-group rates file; one line naming the file if it is not one."""
-    from nlbkit.nlb.h5io import open_h5
-
     with open_h5(path) as h5:
         names = list(h5)
         if len(names) != 1:

@@ -115,7 +115,7 @@ def train_run(
             run, data, cfg, resume, progress, model_factory, on_epoch
         )
     rates = rates_dict(train_rates, eval_rates, data.n_heldin, data.fit.heldin.shape[1])
-    run.write_rates(info, rates)
+    run.write_rates(RunInfo.from_json(run.path, info), rates)
     scores = score_rates(dataset, bin_ms, data.targets, rates, run.rates_h5)
     run.write_scores(scores)
     outcome = TrainOutcome(run=run, scores=scores, epochs=epochs, stop_note=stop_note)
