@@ -41,6 +41,10 @@ class TrainConfig:
     val_every: int = 5  # epochs between validations
     val_samples: int = 10  # stochastic passes averaged for the validation co-bps
     val_fraction: float = 0.15  # training trials held back for validation (checkpoint choice, stopping)
+    # Bagging members: val_folds >= 2 replaces val_fraction by fold val_fold of val_folds disjoint
+    # folds of the fit trials (a permutation of seed 0, so members of any seed share the folds).
+    val_folds: int = 0
+    val_fold: int = 0
     # Validation trials also train through their held-in spikes (their held-out ones stay unseen).
     fit_val_heldin: bool = True
     # The scored (eval) trials' held-in spikes also train the held-in reconstruction; their held-out
@@ -320,6 +324,11 @@ def validate(cfg: RunConfig) -> None:
     if tc.batch_size < 1 or tc.epochs < 0 or tc.val_every < 1 or tc.lr <= 0:
         raise NlbkitError(
             "train.batch_size, train.val_every and train.lr must be positive, train.epochs >= 0"
+        )
+    if tc.val_folds and not (tc.val_folds >= 2 and 0 <= tc.val_fold < tc.val_folds):
+        raise NlbkitError(
+            f"train.val_folds must be 0 or >= 2 and train.val_fold in 0..val_folds-1, "
+            f"got {tc.val_folds} and {tc.val_fold}"
         )
     if not 0 <= tc.val_fraction < 1 or not 0 < tc.eval_fraction < 1:
         raise NlbkitError("train.val_fraction must lie in [0, 1) and train.eval_fraction in (0, 1)")

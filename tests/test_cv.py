@@ -8,7 +8,9 @@ import pytest
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.tensor_file import load_phase_data, read_train_trials, rebin_mean, rebin_sum
 from nlbkit.runs import RunDir
+from nlbkit.scoring.evaluate import score_run
 from nlbkit.train.cv import METRICS, CvPlan, fold_indices, run_cv
+from nlbkit.train.members import MemberPlan
 from tests.training_fixtures import F, T, tiny_config, write_prepared, write_train_only
 
 
@@ -104,3 +106,27 @@ def test_cv_runs_a_subset_of_folds_and_repeats_smoothing_per_seed(tmp_path):
     assert result.rows[0]["co-bps"] == result.rows[1]["co-bps"]
     with pytest.raises(NlbkitError, match="not in 0..3"):
         run_cv("mc_maze_small", tiny_config(), path, 5, tmp_path / "x", CvPlan(n_folds=4, folds=(4,)))
+
+
+def test_cv_of_a_bagging_scores_the_members_and_their_mean_on_the_fold(tmp_path):
+    path = write_train_only(tmp_path / "train.h5", trials=20)
+    result = run_cv(
+        "mc_maze_small",
+        tiny_config("train.epochs=2"),
+        path,
+        5,
+        tmp_path / "cv",
+        CvPlan(n_folds=2, seeds=(0,), folds=(1,), models=("langevin",), members=MemberPlan(2, bagging=True)),
+    )
+    assert [(r["model"], r["fold"], r["seed"]) for r in result.rows] == [
+        ("langevin", 1, 0), ("langevin", 1, 1), ("langevin bag2", 1, 0)
+    ]
+    runs = tmp_path / "cv" / "runs"
+    ensemble = runs / "mc_maze_small_5ms_val_langevin_fold1_seed0_bag2"
+    members = [RunDir(runs / f"{ensemble.name}_f{k}").info() for k in (0, 1)]
+    fold = fold_indices(20, 2)[1].tolist()
+    assert [list(m.eval_index) for m in members] == [fold, fold]
+    assert list(RunDir(ensemble).info().eval_index) == fold
+    # The mean row is the ensemble's own score of the fold, not the mean of the members' scores.
+    assert result.rows[2]["co-bps"] == pytest.approx(score_run(ensemble).scores["co-bps"], abs=1e-12)
+    assert {r["model"] for r in result.summary} == {"langevin", "langevin bag2"}

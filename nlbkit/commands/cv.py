@@ -58,6 +58,11 @@ def _ints(text: str | None, what: str) -> list[int] | None:
     show_default=True,
     help="Folder of cv.csv and the runs' directories.",
 )
+@click.option("--ensemble", "n_seeds", type=click.IntRange(min=2), default=None, metavar="N",
+              help="LangevinFlow as the mean of N seeds (seeds s..s+N-1 for each --seeds s), as "
+                   "`nlbkit train --ensemble N`; rows of the members and of their mean.")
+@click.option("--bag", "n_bags", type=click.IntRange(min=2), default=None, metavar="K",
+              help="LangevinFlow as a bagging of K members, as `nlbkit train --bag K`.")
 @click.option("--progress", is_flag=True, help="Show each training run's progress bar.")
 def command(
     dataset,
@@ -73,6 +78,8 @@ def command(
     overrides,
     epochs,
     out_dir,
+    n_seeds,
+    n_bags,
     progress,
 ) -> None:
     """Cross-validate LangevinFlow and the smoothing baseline on TENSORS, a 5 ms file of train
@@ -87,9 +94,14 @@ def command(
       nlbkit cv mc_maze_small mc_maze_small_train_5ms.h5
       nlbkit cv mc_maze_small mc_maze_small_train_5ms.h5 --bin-ms 20 --folds-subset 0,1
       nlbkit cv mc_maze_small train.h5 --set train.fit_eval_heldin=true --out runs/cv_heldin
+      nlbkit cv mc_maze_small train.h5 --models langevin --seeds 0 --bag 3 --out runs/cv_bag3
     """
     from nlbkit.config import build_config, set_value
     from nlbkit.train.cv import CvPlan, format_summary, run_cv
+    from nlbkit.train.members import MemberPlan
+
+    if n_seeds and n_bags:
+        raise NlbkitError("--ensemble and --bag are two kinds of ensemble; give one")
 
     cfg = build_config(dataset, config_file, list(overrides))
     if epochs is not None:
@@ -101,6 +113,7 @@ def command(
         seeds=_ints(seeds, "--seeds"),
         folds=_ints(folds_subset, "--folds-subset"),
         models=[m.strip() for m in models.split(",") if m.strip()],
+        members=MemberPlan(n_seeds or n_bags, bagging=bool(n_bags)) if (n_seeds or n_bags) else None,
     )
     result = run_cv(
         dataset, cfg, tensors, int(bin_ms), out_dir, plan, progress=click.echo, train_progress=progress

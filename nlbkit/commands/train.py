@@ -61,6 +61,14 @@ from nlbkit.models import MODEL_NAMES, REGISTRY
     help="Override one setting, e.g. --set train.lr=1e-3 --set model.hidden=128 (repeatable).",
 )
 @click.option("--seed", type=int, default=None, help="Random seed (train.seed).")
+@click.option("--ensemble", "n_seeds", type=click.IntRange(min=2), default=None, metavar="N",
+              help="Train N members of seeds seed..seed+N-1 and write the mean of their rates to the "
+                   "run directory (members beside it, tagged s0, s1, ...). mc_maze_small: 3 seeds "
+                   "averaged scored 0.259 co-bps in 5-fold CV against 0.214 single (docs/results.md).")
+@click.option("--bag", "n_bags", type=click.IntRange(min=2), default=None, metavar="K",
+              help="Bagging: K members, member k validating on fold k of K folds of the training "
+                   "trials (so every trial trains), their mean written as with --ensemble (members "
+                   "tagged f0, f1, ...).")
 @click.option("--epochs", type=int, default=None, help="Number of epochs (train.epochs).")
 @click.option(
     "--device",
@@ -94,6 +102,8 @@ def command(
     config_file,
     overrides,
     seed,
+    n_seeds,
+    n_bags,
     epochs,
     device,
     run_root,
@@ -115,6 +125,7 @@ def command(
       nlbkit train mc_maze_small --model smoothing
       nlbkit train mc_maze_small --set train.lr=1e-3 --set model.hidden=128 --epochs 50
       nlbkit train mc_maze_small --from-tensors mc_maze_small_train_5ms.h5
+      nlbkit train mc_maze_small --ensemble 3
     """
     from nlbkit.config import build_config, dumps, set_value
     from nlbkit.paths import dataset_dir
@@ -130,12 +141,26 @@ def command(
     if show_config:
         click.echo(dumps(cfg))
         return
+    if n_seeds and n_bags:
+        raise NlbkitError("--ensemble and --bag are two kinds of ensemble; give one")
+    if (n_seeds or n_bags) and model_name != "langevin":
+        raise NlbkitError(
+            f"--ensemble/--bag average trained members; '{model_name}' is fitted in closed form"
+        )
     from nlbkit.train.loop import TrainingDiverged, TrainingInterrupted
 
     if tag is None and config_file is not None:
         # A sweep's best configuration gets its own run directory beside the default one.
         tag = sweep_config_tag(config_file, dataset, int(bin_ms))
+    if n_seeds or n_bags:
+        from nlbkit.train.members import MemberPlan
+        plan = MemberPlan(n_seeds or n_bags, bagging=bool(n_bags))
+    else:
+        plan = None
     try:
+        if plan is not None:
+            return _train_members(plan, dataset, cfg, int(bin_ms), phase, model_name, data_dir,
+                                  from_tensors, run_root, tag, resume, overwrite, quiet)
         outcome = train_run(
             dataset,
             cfg,
@@ -152,7 +177,7 @@ def command(
         )
     except TrainingInterrupted as exc:
         ctx = click.get_current_context()
-        if exc.checkpoint_epoch:
+        if exc.checkpoint_epoch or plan is not None:  # members: finished ones are kept on --resume
             again = rerun_command(ctx, drop=["--overwrite", "--resume"], add=["--resume"])
             hint = f"continue with: {again}"
         else:
@@ -180,4 +205,32 @@ def command(
     columns = {model_name: outcome.scores}
     if outcome.baseline:
         columns["smoothing"] = outcome.baseline
+    click.echo(side_by_side(columns))
+
+
+def _train_members(plan, dataset, cfg, bin_ms, phase, model_name, data_dir, from_tensors, run_root, tag,
+                   resume, overwrite, quiet) -> None:
+    from nlbkit.scoring.tables import side_by_side
+    from nlbkit.train.members import train_members
+
+    result = train_members(
+        dataset, cfg, plan, bin_ms=bin_ms, phase=phase, model=model_name, data_dir=data_dir,
+        from_tensors=from_tensors, run_root=run_root, tag=tag, resume=resume, overwrite=overwrite,
+        progress=not quiet, say=click.echo,
+    )
+    from nlbkit.paths import dataset_dir
+    from nlbkit.synth.marker import GENERATED_LABEL, is_generated
+
+    folder = Path(from_tensors).parent if from_tensors else dataset_dir(dataset, data_dir)
+    label = f", {GENERATED_LABEL}" if is_generated(folder) else ""
+    click.echo(f"run: {result.ensemble.run_dir} (mean of {plan.count} members{label})")
+    if not result.ensemble.ensemble.scores:
+        click.echo("no local scores (test phase: the tensor file holds no test targets); score it with "
+                   f"`nlbkit evaluate {result.ensemble.run_dir}` once the targets are fetched")
+        return
+    columns = {plan.label: result.ensemble.ensemble.scores}
+    for k, member in enumerate(result.members):
+        columns[plan.member_tag(k, None)] = member.scores
+    if result.baseline:
+        columns["smoothing"] = result.baseline
     click.echo(side_by_side(columns))

@@ -116,6 +116,16 @@ def holdout_split(n_trials: int, fraction: float, seed: int) -> tuple[np.ndarray
     return np.sort(order[n_out:]), np.sort(order[:n_out])
 
 
+def fold_split(n_trials: int, n_folds: int, fold: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out) trial indices, sorted: fold `fold` of `n_folds` near-equal disjoint folds of
+    a permutation seeded by `seed`; together the folds hold every trial once."""
+    if not (2 <= n_folds <= n_trials and 0 <= fold < n_folds):
+        raise NlbkitError(f"cannot take fold {fold} of {n_folds} folds of {n_trials} trials")
+    parts = np.array_split(np.random.default_rng(seed).permutation(n_trials), n_folds)
+    held = np.sort(parts[fold])
+    return np.sort(np.concatenate([p for k, p in enumerate(parts) if k != fold])), held
+
+
 def explicit_split(n_trials: int, eval_index, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(kept, held out) trial indices, sorted, for the given held-out indices."""
     held = np.unique(np.asarray(eval_index, dtype=np.int64))

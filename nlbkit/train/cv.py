@@ -32,6 +32,7 @@ from nlbkit.errors import NlbkitError
 from nlbkit.models import get_model
 from nlbkit.nlb.tensor_file import read_train_trials, rebin_trials, write_train_trials
 from nlbkit.paths import atomic_path
+from nlbkit.train.members import MemberPlan
 
 SOURCE_BIN_MS = 5
 METRICS = ("co-bps", "fp-bps", "vel R2")
@@ -64,6 +65,9 @@ class CvPlan:
     seeds: Sequence[int] = (0, 1)
     folds: Sequence[int] | None = None  # None: every fold
     models: Sequence[str] = MODELS
+    # LangevinFlow as an ensemble (`nlbkit train --ensemble/--bag`): per fold and seed s, members of
+    # seeds s, s+1, ... and the row of their mean ("langevin x3" / "langevin bag3") beside theirs.
+    members: MemberPlan | None = None
 
     def chosen_folds(self) -> list[int]:
         chosen = list(range(self.n_folds)) if self.folds is None else list(self.folds)
@@ -109,10 +113,10 @@ def format_summary(summary: Sequence[dict]) -> str:
     """'model  co-bps mean ± sd  ...' lines."""
     means = {r["model"]: r for r in summary if r["fold"] == "mean"}
     sds = {r["model"]: r for r in summary if r["fold"] == "sd"}
-    lines = [f"{'model':<10} {'n':>5}  " + "  ".join(f"{m:>17}" for m in METRICS)]
+    lines = [f"{'model':<14} {'n':>5}  " + "  ".join(f"{m:>17}" for m in METRICS)]
     for model, mean in means.items():
         cells = [f"{mean[m]:8.4f} ± {sds[model][m]:.4f}" for m in METRICS]
-        lines.append(f"{model:<10} {mean['seed'][2:]:>5}  " + "  ".join(f"{c:>17}" for c in cells))
+        lines.append(f"{model:<14} {mean['seed'][2:]:>5}  " + "  ".join(f"{c:>17}" for c in cells))
     return "\n".join(lines)
 
 
@@ -173,6 +177,16 @@ def run_cv(
                 run_cfg.train.seed = seed
                 run_cfg.train.compare_smoothing = False
                 started = time.perf_counter()
+                if model == "langevin" and plan.members is not None:
+                    for row in _ensemble_rows(dataset, run_cfg, plan.members, source, bin_ms, out_dir,
+                                              k, seed, folds[k], train_progress):
+                        result.rows.append(row)
+                        result.summary = summarise(result.rows)
+                        write_csv(result.csv_path, result.rows, result.summary)
+                        scores = "  ".join(f"{m} {row[m]:.4f}" for m in METRICS)
+                        say(f"fold {k} seed {row['seed']} {row['model']:<9} {scores}  "
+                            f"({row['epochs']} epochs, {row['seconds']} s)")
+                    continue
                 outcome = train_run(
                     dataset,
                     run_cfg,
@@ -204,3 +218,26 @@ def run_cv(
     result.summary = summarise(result.rows)
     write_csv(result.csv_path, result.rows, result.summary)
     return result
+
+
+def _ensemble_rows(dataset, cfg, members: MemberPlan, source, bin_ms, out_dir, fold, seed, eval_index,
+                   train_progress) -> list[dict]:
+    """Rows of each member (model 'langevin', its own seed) and of their mean ('langevin x3')."""
+    from nlbkit.train.members import train_members
+
+    started = time.perf_counter()
+    outcome = train_members(
+        dataset, cfg, members, bin_ms=bin_ms, phase="val", from_tensors=source,
+        run_root=out_dir / "runs", tag=f"fold{fold}_seed{seed}_{members.label}", overwrite=True,
+        progress=train_progress, say=lambda line: None, eval_index=eval_index,
+    )
+    rows = []
+    for k, member in enumerate(outcome.members):
+        rows.append({"model": "langevin", "fold": fold, "seed": seed + k,
+                     **{m: member.scores.get(m, math.nan) for m in METRICS}, "epochs": member.epochs,
+                     "seconds": ""})
+    scores = outcome.ensemble.ensemble.scores
+    rows.append({"model": f"langevin {members.label}", "fold": fold, "seed": seed,
+                 **{m: scores.get(m, math.nan) for m in METRICS}, "epochs": "",
+                 "seconds": round(time.perf_counter() - started, 1)})
+    return rows

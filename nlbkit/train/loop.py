@@ -23,7 +23,7 @@ import torch
 
 from nlbkit.config import TrainConfig
 from nlbkit.errors import NlbkitError
-from nlbkit.nlb.tensor_file import TrialSet, holdout_split
+from nlbkit.nlb.tensor_file import TrialSet, fold_split, holdout_split
 from nlbkit.runs import RunDir
 from nlbkit.scoring.metrics import bits_per_spike
 from nlbkit.train.checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
@@ -95,8 +95,15 @@ class DeviceTrials:
         return cls(heldin, torch.as_tensor(trials.target(), device=device), trials.heldout)
 
 
-def split_validation(trials: TrialSet, fraction: float, seed: int) -> tuple[TrialSet, TrialSet | None]:
-    """(trials to fit, trials to validate on); no validation when fraction is 0 or too few trials."""
+def split_validation(
+    trials: TrialSet, fraction: float, seed: int, folds: int = 0, fold: int = 0
+) -> tuple[TrialSet, TrialSet | None]:
+    """(trials to fit, trials to validate on): a seeded `fraction` of the trials, or with `folds`
+    >= 2 fold `fold` of that many disjoint folds (bagging); no validation when fraction is 0 or
+    too few trials."""
+    if folds >= 2:
+        kept, held = fold_split(len(trials), folds, fold)
+        return trials.subset(kept), trials.subset(held)
     if fraction <= 0 or len(trials) < 4:
         return trials, None
     kept, held = holdout_split(len(trials), fraction, seed)

@@ -152,7 +152,7 @@ def _fit_torch(
         torch.set_num_threads(threads)
     seed_everything(tc.seed)
     net = model_factory(cfg, data.n_heldin, data.n_heldout, data.n_forward)
-    fit, val = split_validation(data.fit, tc.val_fraction, tc.seed)
+    fit, val = split_validation(data.fit, tc.val_fraction, tc.seed, tc.val_folds, tc.val_fold)
     if val is not None and tc.fit_val_heldin:
         fit = add_heldin_of(fit, val)
     if tc.fit_eval_heldin:
