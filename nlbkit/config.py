@@ -34,8 +34,12 @@ class TrainConfig:
     weight_decay: float = 2e-5  # reached at the end of the KL warm-up, ramped like the KL weight
     kl_max: float = 0.1
     kl_ramp_epochs: int = 500  # KL weight = kl_max * min(epoch / kl_ramp_epochs, 1)
-    lr_factor: float = 0.5  # ReduceLROnPlateau on the validation NLL
+    lr_factor: float = 0.5  # ReduceLROnPlateau on `lr_on`
     lr_patience: int = 20  # in validations, not epochs
+    # What the LR schedule follows: "val_nll" (released; every neuron, so held-in reconstruction
+    # keeps it falling long after the held-out co-bps has peaked) or "val_co_bps" (from the end of
+    # the KL warm-up, as the checkpoint choice).
+    lr_on: str = "val_nll"
     min_lr: float = 1e-5
     patience: int = 200  # early stopping: epochs without a better validation co-bps
     val_every: int = 5  # epochs between validations
@@ -325,6 +329,8 @@ def validate(cfg: RunConfig) -> None:
         raise NlbkitError(
             "train.batch_size, train.val_every and train.lr must be positive, train.epochs >= 0"
         )
+    if tc.lr_on not in ("val_nll", "val_co_bps"):
+        raise NlbkitError(f"train.lr_on must be val_nll or val_co_bps, got {tc.lr_on!r}")
     if tc.val_folds and not (tc.val_folds >= 2 and 0 <= tc.val_fold < tc.val_folds):
         raise NlbkitError(
             f"train.val_folds must be 0 or >= 2 and train.val_fold in 0..val_folds-1, "

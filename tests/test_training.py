@@ -282,3 +282,22 @@ def test_no_checkpoint_is_chosen_during_the_kl_warm_up(tensors, tmp_path, monkey
     assert [float(r["best_co_bps"]) for r in log[2:]] == [0.1, 0.3, 0.3, 0.3]
     assert torch.load(out.run.best_ckpt, weights_only=True)["epoch"] == 4
     assert out.epochs == 6  # patience counts from the best epoch, not from the warm-up peak
+
+
+@pytest.mark.parametrize("lr_on", ["val_nll", "val_co_bps"])
+def test_lr_schedule_follows_the_chosen_validation_figure(tensors, tmp_path, monkeypatch, lr_on):
+    from nlbkit.train.loop import Trainer
+
+    # The validation NLL keeps falling while the co-bps stalls after the warm-up (as on real data).
+    figures = iter([(1.0, 0.1), (0.9, 0.2), (0.8, 0.2), (0.7, 0.2), (0.6, 0.2), (0.5, 0.2)])
+    monkeypatch.setattr(Trainer, "_validate", lambda self, kl_weight: next(figures))
+    cfg = tiny_config("train.epochs=6", "train.kl_ramp_epochs=2", "train.lr_patience=1",
+                      "train.lr=0.004", f"train.lr_on={lr_on}", "train.patience=100")
+    out = train_run("mc_maze_small", cfg, from_tensors=tensors, run_root=tmp_path / "runs", progress=False)
+    lrs = [float(r["lr"]) for r in _log(out.run)]
+    if lr_on == "val_nll":
+        assert lrs == [0.004] * 6
+    else:
+        # co-bps 0.2 at epoch 2 (first stepped value), no better at 3 and 4 (patience 1): halved
+        # after epoch 4, and again after the next stalled pair.
+        assert lrs == [0.004, 0.004, 0.004, 0.004, 0.002, 0.002]

@@ -194,7 +194,11 @@ class Trainer:
         self.val_set = DeviceTrials.from_trials(val, device) if val is not None else None
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=0.0)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr
+            self.optimizer,
+            mode="max" if cfg.lr_on == "val_co_bps" else "min",
+            factor=cfg.lr_factor,
+            patience=cfg.lr_patience,
+            min_lr=cfg.min_lr,
         )
         self.shuffle = torch.Generator().manual_seed(cfg.seed)
         self.epoch = 0  # epochs completed
@@ -349,7 +353,10 @@ class Trainer:
         improved, co_bps = False, float("nan")
         if self.val_set is not None and (self.epoch % cfg.val_every == 0 or self.epoch == cfg.epochs):
             val_nll, co_bps = self._validate(kl_weight)
-            self.scheduler.step(val_nll)
+            if cfg.lr_on == "val_nll":
+                self.scheduler.step(val_nll)
+            elif self.epoch >= self._selection_start() and math.isfinite(co_bps):
+                self.scheduler.step(co_bps)
             row.update(val_nll=val_nll, val_co_bps=co_bps)
             if co_bps > self.best_co_bps and self.epoch >= self._selection_start():
                 self.best_co_bps, self.best_epoch, improved = co_bps, self.epoch, True
