@@ -43,10 +43,10 @@ def test_trajectories_under_bf16_autocast_match_float32():
     model = _model()
     states = torch.randn(24, 8, 16)  # (steps, trials, hidden), as the encoder gives them
     torch.manual_seed(1)
-    z32, v32, kl32 = model._integrate(states)
+    z32, v32, kl32 = model._integrate(states, states[0])
     with torch.autocast(**BF16):
         torch.manual_seed(1)
-        z16, v16, kl16 = model._integrate(states)
+        z16, v16, kl16 = model._integrate(states, states[0])
     assert z16.dtype == v16.dtype == torch.float32
     torch.testing.assert_close(z16, z32, rtol=0, atol=1e-6)
     torch.testing.assert_close(v16, v32, rtol=0, atol=1e-6)

@@ -163,6 +163,7 @@ SWITCHES = [
     {"dynamics": False},
     {"noise_and_damping": False},
     {"decoder": "gru"},
+    {"initial_encoder": "bidirectional"},
     {"symplectic": True, "learn_step_size": True, "learn_damping": True, "controller": True},
 ]
 
@@ -236,6 +237,20 @@ def test_dynamics_off_decodes_the_encoder_state_only():
     assert out1.kl.item() == 0.0
 
 
+def test_bidirectional_initial_encoder_lets_the_last_bin_move_the_initial_state():
+    x = counts(B, T, N_IN)
+    x2 = x.clone()
+    x2[:, -1] += 3.0
+    for kind, moves in (("forward", False), ("bidirectional", True)):
+        model = make_model(initial_encoder=kind, noise_and_damping=False).eval()
+        torch.manual_seed(0)
+        z1 = model(x).latents["z"][:, 0]
+        torch.manual_seed(0)
+        z2 = model(x2).latents["z"][:, 0]
+        assert ((z1 - z2).abs().max().item() > 1e-5) is moves, kind
+    assert model.z0_head.in_features == 2 * H
+
+
 def test_gru_decoder_replaces_the_transformer():
     model = make_model(decoder="gru")
     assert not any(isinstance(m, nn.TransformerEncoderLayer) for m in model.modules())
@@ -282,6 +297,7 @@ def test_learned_step_and_damping_are_trainable_only_when_switched_on():
         ({"controller": True, "noise_and_damping": False}, "controller"),
         ({"damping": 1.0}, "damping"),
         ({"decoder": "lstm"}, "decoder"),
+        ({"initial_encoder": "backward"}, "initial_encoder"),
     ],
 )
 def test_bad_configs_are_rejected(overrides, message):

@@ -8,6 +8,7 @@ from nlbkit.errors import NlbkitError
 
 VARIANTS = ("nlbkit", "released")
 DECODERS = ("transformer", "gru")
+INITIAL_ENCODERS = ("forward", "bidirectional")
 # Extensions of the released model; variant "released" has none of them.
 EXTENSIONS = ("learn_step_size", "learn_damping", "symplectic", "controller")
 
@@ -53,6 +54,10 @@ class LangevinConfig:
     dynamics: bool = True
     noise_and_damping: bool = True
     decoder: str = "transformer"
+    # What infers (z_0, v_0): "forward" - h_0, the forward GRU after the first step (released);
+    # "bidirectional" - h_0 and the final state of a GRU reading the observed steps backwards, so
+    # the initial condition sees the whole trial. An ablation switch (docs/langevin.md).
+    initial_encoder: str = "forward"
     learn_step_size: bool = False
     learn_damping: bool = False
     symplectic: bool = False
@@ -71,6 +76,8 @@ class LangevinConfig:
     def _problems(self):
         if self.variant not in VARIANTS:
             yield f"variant must be one of {VARIANTS}, got {self.variant!r}"
+        if self.initial_encoder not in INITIAL_ENCODERS:
+            yield f"initial_encoder must be one of {INITIAL_ENCODERS}, got {self.initial_encoder!r}"
         if self.decoder not in DECODERS:
             yield f"decoder must be one of {DECODERS}, got {self.decoder!r}"
         if self.hidden <= 0 or self.channels <= 0 or self.hidden % self.channels:

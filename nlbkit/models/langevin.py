@@ -11,6 +11,8 @@ was tried: on mc_maze_small at 5 ms it learned far slower than this shared, inte
 
     encoder   h_t = dropout(GRUCell(x_t, h_{t-1})),  h_{-1} = 0            (current bin, Algorithm 1)
     initial   q(z_0) = N(mu_z(h_0), diag exp lv_z(h_0)),  q(v_0) likewise   (linear heads)
+              (initial_encoder "bidirectional": the heads read [h_0, b], b the final state of a
+              GRU over the observed steps in reverse, with the same state dropout)
     dynamics  (z_t, v_t) -> (z_{t+1}, v_{t+1}): the Langevin step of `potential.langevin_step`
               in the coupled-oscillator potential U, sigma = sqrt(2 gamma T / m)
     decoder   log r = Linear(TransformerLayer([z_t, v_t, h_t] for every step))  (B, S, N)
@@ -140,8 +142,12 @@ class LangevinFlow(nn.Module):
         self.encoder = nn.GRUCell(n_heldin, hid)
         self.state_dropout = nn.Dropout(cfg.dropout)
         if cfg.dynamics:
-            self.z0_head = nn.Linear(hid, 2 * hid)
-            self.v0_head = nn.Linear(hid, 2 * hid)
+            init_width = hid
+            if cfg.initial_encoder == "bidirectional":
+                self.backward_encoder = nn.GRU(n_heldin, hid, batch_first=True)
+                init_width = 2 * hid
+            self.z0_head = nn.Linear(init_width, 2 * hid)
+            self.v0_head = nn.Linear(init_width, 2 * hid)
             mode = "off" if not cfg.coupling else ("unit" if cfg.variant == "released" else "gain")
             self.potential = CoupledOscillatorPotential(hid, cfg.channels, cfg.kernel_taps, mode)
             damping = cfg.damping if cfg.noise_and_damping else 0.0
@@ -180,7 +186,7 @@ class LangevinFlow(nn.Module):
         if not self.cfg.dynamics:
             log_rates = self._unfold_bins(self.decoder(h).float(), pad, heldin.shape[1])
             return LangevinOutput(log_rates, h.new_zeros(()), {"h": h})
-        z, v, kl_terms = self._integrate(states)
+        z, v, kl_terms = self._integrate(states, self._initial_features(inputs, states))
         step_log_rates = self.decoder(torch.cat([z, v, h.float()], dim=-1)).float()
         log_rates = self._unfold_bins(step_log_rates, pad, heldin.shape[1])
         kl = sum(kl_terms.values(), h.new_zeros(()))
@@ -227,7 +233,14 @@ class LangevinFlow(nn.Module):
             states.append(h)
         return torch.stack(states)
 
-    def _integrate(self, states: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    def _initial_features(self, inputs: Tensor, states: Tensor) -> Tensor:
+        """What the initial-state heads read: h_0, or [h_0, backward GRU's final state] (B, 2H)."""
+        if self.cfg.initial_encoder != "bidirectional":
+            return states[0]
+        _, last = self.backward_encoder(inputs.flip(1))
+        return torch.cat([states[0], self.state_dropout(last[0].to(states.dtype))], dim=-1)
+
+    def _integrate(self, states: Tensor, initial: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """Sample (z_0, v_0) from h_0 and run the Langevin steps: z, v (B, T+F, H) and KL terms.
 
         Always in float32, also under autocast: in bfloat16 the update z + h v (h = 0.01) rounds
@@ -236,12 +249,12 @@ class LangevinFlow(nn.Module):
         run outside autocast on float32 states; the encoder and decoder may use reduced precision.
         """
         with torch.autocast(device_type=states.device.type, enabled=False):
-            return self._integrate_fp32(states.float())
+            return self._integrate_fp32(states.float(), initial.float())
 
-    def _integrate_fp32(self, states: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    def _integrate_fp32(self, states: Tensor, initial: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         cfg = self.cfg
-        z_mean, z_logvar = self.z0_head(states[0]).chunk(2, dim=-1)
-        v_mean, v_logvar = self.v0_head(states[0]).chunk(2, dim=-1)
+        z_mean, z_logvar = self.z0_head(initial).chunk(2, dim=-1)
+        v_mean, v_logvar = self.v0_head(initial).chunk(2, dim=-1)
         z = z_mean + torch.randn_like(z_mean) * (0.5 * z_logvar).exp()
         v = v_mean + torch.randn_like(v_mean) * (0.5 * v_logvar).exp()
         kl_terms = {"kl_initial": gaussian_kl_to_standard(z_mean, z_logvar)
