@@ -57,6 +57,9 @@ class TrainConfig:
     fit_eval_heldin: bool = False
     eval_fraction: float = 0.2  # files with train trials only: trials held out as the scored eval set
     grad_clip: float = 200.0
+    # L2 penalty on the recurrent weights (every GRU's weight_hh): l2_recurrent x their mean square,
+    # added to the loss (a mean over entries, so the scale does not depend on the model's size).
+    l2_recurrent: float = 0.0
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # mixed precision, used only on CUDA
@@ -329,6 +332,8 @@ def validate(cfg: RunConfig) -> None:
         raise NlbkitError(
             "train.batch_size, train.val_every and train.lr must be positive, train.epochs >= 0"
         )
+    if tc.l2_recurrent < 0:
+        raise NlbkitError(f"train.l2_recurrent must be >= 0, got {tc.l2_recurrent}")
     if tc.lr_on not in ("val_nll", "val_co_bps"):
         raise NlbkitError(f"train.lr_on must be val_nll or val_co_bps, got {tc.lr_on!r}")
     if tc.val_folds and not (tc.val_folds >= 2 and 0 <= tc.val_fold < tc.val_folds):

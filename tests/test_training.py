@@ -301,3 +301,20 @@ def test_lr_schedule_follows_the_chosen_validation_figure(tensors, tmp_path, mon
         # co-bps 0.2 at epoch 2 (first stepped value), no better at 3 and 4 (patience 1): halved
         # after epoch 4, and again after the next stalled pair.
         assert lrs == [0.004, 0.004, 0.004, 0.004, 0.002, 0.002]
+
+
+def test_recurrent_l2_is_the_mean_square_of_the_recurrent_weights_and_shrinks_them(tensors, tmp_path):
+    from nlbkit.train.loop import recurrent_mean_square
+
+    net = build_langevin(tiny_config("model.initial_encoder=bidirectional"), N_IN, N_OUT, F)
+    hh = [net.encoder.weight_hh, net.backward_encoder.weight_hh_l0]
+    expected = sum(float((w.detach().double() ** 2).sum()) for w in hh) / sum(w.numel() for w in hh)
+    assert float(recurrent_mean_square(net)) == pytest.approx(expected, rel=1e-6)
+    squares = {}
+    for l2 in (0.0, 50.0):
+        cfg = tiny_config("train.epochs=4", f"train.l2_recurrent={l2}")
+        root = tmp_path / str(l2)
+        out = train_run("mc_maze_small", cfg, from_tensors=tensors, run_root=root, progress=False)
+        state = torch.load(out.run.last_ckpt, weights_only=True)["model"]
+        squares[l2] = float((state["encoder.weight_hh"] ** 2).mean())
+    assert squares[50.0] < 0.9 * squares[0.0]

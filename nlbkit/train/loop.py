@@ -95,6 +95,14 @@ class DeviceTrials:
         return cls(heldin, torch.as_tensor(trials.target(), device=device), trials.heldout)
 
 
+def recurrent_mean_square(model: torch.nn.Module) -> torch.Tensor:
+    """Mean square of every recurrent weight matrix of `model` (parameters named `weight_hh*`)."""
+    weights = [p for name, p in model.named_parameters() if name.rsplit(".", 1)[-1].startswith("weight_hh")]
+    if not weights:
+        raise NlbkitError("train.l2_recurrent: the model has no recurrent weights (weight_hh)")
+    return sum(w.float().pow(2).sum() for w in weights) / sum(w.numel() for w in weights)
+
+
 def split_validation(
     trials: TrialSet, fraction: float, seed: int, folds: int = 0, fold: int = 0
 ) -> tuple[TrialSet, TrialSet | None]:
@@ -270,6 +278,8 @@ class Trainer:
                 loss, parts = self.model.loss(
                     self.fit_set.heldin[index], self.fit_set.target[index], kl_weight
                 )
+            if self.cfg.l2_recurrent > 0:
+                loss = loss + self.cfg.l2_recurrent * recurrent_mean_square(self.model)
             value = float(loss.detach())
             if not math.isfinite(value):
                 saved = self.saved_epoch if self.run.last_ckpt.exists() else 0
@@ -282,7 +292,7 @@ class Trainer:
             self.scaler.update()
             share = len(index) / n
             for key in totals:
-                totals[key] += float(parts.get(key, loss if key == "loss" else 0.0)) * share
+                totals[key] += (value if key == "loss" else float(parts.get(key, 0.0))) * share
         return totals
 
     def _diverged_message(self, value: float) -> str:
