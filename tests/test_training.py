@@ -241,6 +241,7 @@ def test_cli_train_and_predict(tensors, tmp_path, nlbkit_cli):
         "--quiet",
     )
     assert "co-bps" in proc.stdout and "smoothing" in proc.stdout
+    assert "add --ensemble 3" in proc.stdout  # mc_maze_small's measured default is a 3-seed mean
     run_dir = runs / "mc_maze_small_5ms_val_langevin"
     nlbkit_cli("predict", run_dir, "--input", tensors, "--output", tmp_path / "p.h5")
     assert (tmp_path / "p.h5").exists()

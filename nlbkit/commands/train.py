@@ -206,6 +206,9 @@ def command(
     if outcome.baseline:
         columns["smoothing"] = outcome.baseline
     click.echo(side_by_side(columns))
+    if model_name == "langevin" and cfg.train.seeds > 1:
+        click.echo(f"(the leaderboard path trains {dataset} as the mean of {cfg.train.seeds} seeds, measured "
+                   f"better than one run: add --ensemble {cfg.train.seeds}; docs/results.md)")
 
 
 def _train_members(plan, dataset, cfg, bin_ms, phase, model_name, data_dir, from_tensors, run_root, tag,
