@@ -121,3 +121,14 @@ def test_report_skips_what_a_smoothing_run_lacks(runs, nlbkit_cli):
     written = sorted((smoothing / "report").glob("*.png"))
     assert {p.stem for p in written} == {"rates_vs_spikes", "psth", "decoded_velocity", "true_rates"}
     _assert_pngs(written)
+
+
+def test_report_of_an_ensemble_draws_its_members(runs, tmp_path):
+    _, first, second, _ = runs
+    result = ensemble_runs([first, second], tmp_path / "ens")
+    report = make_report(result.run_dir)
+    names = {p.stem for p in report.written}
+    assert "ensemble_members" in names and "training_curves" not in names
+    _assert_pngs(report.written)
+    single = make_report(first, output=tmp_path / "single")
+    assert ("ensemble_members", "not an ensemble (no ensemble.json)") in single.skipped

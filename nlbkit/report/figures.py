@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -293,8 +294,57 @@ def true_rates(data: ReportData):
     return fig
 
 
+def ensemble_members(data: ReportData):
+    """An ensemble's local scores beside each member's, and the members' validation co-bps curves."""
+    import json
+
+    from nlbkit.runs import RunDir
+
+    summary = data.run.path / "ensemble.json"
+    if data.model != "ensemble" or not summary.exists():
+        raise Skip("not an ensemble (no ensemble.json)")
+    saved = json.loads(summary.read_text())
+    members = saved.get("members", [])
+    metrics = [m for m in ("co-bps", "vel R2", "psth R2", "fp-bps") if m in (saved.get("scores") or {})]
+    if not metrics:
+        raise Skip("the ensemble has no local scores (test phase without targets)")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    width = 0.8 / (len(members) + 1)
+    x = np.arange(len(metrics))
+    for k, member in enumerate(members):
+        values = [member["scores"].get(m, np.nan) for m in metrics]
+        axes[0].bar(x + k * width, values, width, color="0.65", edgecolor="0.3",
+                    label="members" if k == 0 else None)
+    axes[0].bar(x + len(members) * width, [saved["scores"][m] for m in metrics], width, color="C0",
+                label=f"mean of {len(members)}")
+    axes[0].set_xticks(x + 0.4 - width / 2, metrics)
+    axes[0].axhline(0, color="k", lw=0.5)
+    axes[0].set(title="local scores", ylabel="score")
+    axes[0].legend(frameon=False, fontsize=8)
+    drawn = 0
+    for member in members:
+        run = RunDir(Path(member["run_dir"]))
+        if not run.metrics_csv.exists():
+            continue
+        rows = [r for r in run.metrics() if r.get("val_co_bps")]
+        if rows:
+            axes[1].plot(_column(rows, "epoch"), _column(rows, "val_co_bps"), ".-", lw=1, ms=3,
+                         label=run.path.name.rsplit("_", 1)[-1])
+            drawn += 1
+    axes[1].set(xlabel="epoch", ylabel="bits/spike", title="members' validation co-bps")
+    if drawn:
+        axes[1].legend(frameon=False, fontsize=8)
+    else:
+        axes[1].text(0.5, 0.5, "no member training logs", ha="center", va="center",
+                     transform=axes[1].transAxes)
+    fig.suptitle(f"{data.run.path.name}: ensemble of {len(members)}")
+    fig.tight_layout()
+    return fig
+
+
 FIGURES = (
     ("training_curves", training_curves),
+    ("ensemble_members", ensemble_members),
     ("latent_trajectories", latent_trajectories),
     ("rates_vs_spikes", rates_vs_spikes),
     ("psth", psths),

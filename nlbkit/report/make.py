@@ -2,7 +2,8 @@
 
 Each figure needs some pieces of the run (its log, its checkpoint, its rates, the tensor file it
 recorded, the eval targets, the ground truth of generated data); a figure whose pieces are missing
-is skipped with a note saying which, so that smoothing runs and ensembles get what applies to them.
+is skipped with a note saying which, so that smoothing runs and ensembles get what applies to them
+(an ensemble gets `ensemble_members`: its scores beside its members', and their validation curves).
 """
 
 from __future__ import annotations
