@@ -310,7 +310,7 @@ def test_recurrent_l2_is_the_mean_square_of_the_recurrent_weights_and_shrinks_th
     net = build_langevin(tiny_config("model.initial_encoder=bidirectional"), N_IN, N_OUT, F)
     hh = [net.encoder.weight_hh, net.backward_encoder.weight_hh_l0]
     expected = sum(float((w.detach().double() ** 2).sum()) for w in hh) / sum(w.numel() for w in hh)
-    assert float(recurrent_mean_square(net)) == pytest.approx(expected, rel=1e-6)
+    assert float(recurrent_mean_square(net).detach()) == pytest.approx(expected, rel=1e-6)
     squares = {}
     for l2 in (0.0, 50.0):
         cfg = tiny_config("train.epochs=4", f"train.l2_recurrent={l2}")

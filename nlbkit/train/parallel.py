@@ -172,7 +172,9 @@ def run_task(task: TrainTask, action: str, events=None) -> TaskResult:
     start = time.perf_counter()
     host = socket.gethostname()
     if events is not None:
-        events.put((task.name, host))
+        # Fire and forget: a blocking put (ray.get inside Queue.put) makes Ray lend this task's CPU
+        # to the next queued task meanwhile, so a third run started on two CPUs.
+        events.actor.put_nowait.remote((task.name, host))
     from nlbkit.config import from_dict
     from nlbkit.train.loop import TrainingInterrupted
     from nlbkit.train.run import train_run
