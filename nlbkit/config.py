@@ -53,7 +53,7 @@ class TrainConfig:
     fit_val_heldin: bool = True
     # The scored (eval) trials' held-in spikes also train the held-in reconstruction; their held-out
     # and forward entries are never read (NLB hands the held-in spikes out with the eval trials).
-    # Off: on 5 ms real mc_maze_small CV folds 0-1 it lowered co-bps (docs/results.md).
+    # Off: on 5 ms real mc_maze_small CV folds 0-1 x seeds 0-1 it lowered co-bps (docs/results.md).
     fit_eval_heldin: bool = False
     eval_fraction: float = 0.2  # files with train trials only: trials held out as the scored eval set
     grad_clip: float = 200.0
