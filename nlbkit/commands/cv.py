@@ -98,10 +98,9 @@ def command(
     """
     from nlbkit.config import build_config, set_value
     from nlbkit.train.cv import CvPlan, format_summary, run_cv
-    from nlbkit.train.members import MemberPlan
+    from nlbkit.train.members import member_plan
 
-    if n_seeds and n_bags:
-        raise NlbkitError("--ensemble and --bag are two kinds of ensemble; give one")
+    members = member_plan(n_seeds, n_bags)
 
     cfg = build_config(dataset, config_file, list(overrides))
     if epochs is not None:
@@ -113,7 +112,7 @@ def command(
         seeds=_ints(seeds, "--seeds"),
         folds=_ints(folds_subset, "--folds-subset"),
         models=[m.strip() for m in models.split(",") if m.strip()],
-        members=MemberPlan(n_seeds or n_bags, bagging=bool(n_bags)) if (n_seeds or n_bags) else None,
+        members=members,
     )
     result = run_cv(
         dataset, cfg, tensors, int(bin_ms), out_dir, plan, progress=click.echo, train_progress=progress

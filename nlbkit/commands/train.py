@@ -142,9 +142,10 @@ def command(
     if show_config:
         click.echo(dumps(cfg))
         return
-    if n_seeds and n_bags:
-        raise NlbkitError("--ensemble and --bag are two kinds of ensemble; give one")
-    if (n_seeds or n_bags) and model_name != "langevin":
+    from nlbkit.train.members import member_plan
+
+    plan = member_plan(n_seeds, n_bags)
+    if plan is not None and model_name != "langevin":
         raise NlbkitError(
             f"--ensemble/--bag average trained members; '{model_name}' is fitted in closed form"
         )
@@ -153,11 +154,6 @@ def command(
     if tag is None and config_file is not None:
         # A sweep's best configuration gets its own run directory beside the default one.
         tag = sweep_config_tag(config_file, dataset, int(bin_ms))
-    if n_seeds or n_bags:
-        from nlbkit.train.members import MemberPlan
-        plan = MemberPlan(n_seeds or n_bags, bagging=bool(n_bags))
-    else:
-        plan = None
     try:
         if plan is not None:
             return _train_members(plan, dataset, cfg, int(bin_ms), phase, model_name, data_dir,

@@ -202,6 +202,17 @@ def read_train_trials(path: str | Path) -> TrialSet:
         return train_trials(h5, path)
 
 
+def is_train_only(path: str | Path) -> bool:
+    """True for a file of train trials only (nlb_tools' train key names at its root), the kind
+    `load_phase_data` holds a share of out as the scored trials."""
+    with open_h5(Path(path), "tensor file") as h5:
+        return not _is_prepared(h5) and "train_spikes_heldin" in h5
+
+
+def _is_prepared(h5: h5py.File) -> bool:
+    return "train" in h5 and isinstance(h5["train"], h5py.Group)
+
+
 def load_phase_data(
     path: str | Path,
     phase: str,
@@ -217,7 +228,7 @@ def load_phase_data(
     path = Path(path)
     hint = " (run `nlbkit prepare` first, or pass --from-tensors)"
     with open_h5(path, "tensor file", hint=hint) as h5:
-        if "train" in h5 and isinstance(h5["train"], h5py.Group):
+        if _is_prepared(h5):
             if eval_index is not None:
                 raise NlbkitError(f"{path}: eval trials can be chosen only in a file of train trials")
             return _prepared(h5, path, phase)

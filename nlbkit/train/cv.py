@@ -165,28 +165,33 @@ def run_cv(
     result = CvResult(csv_path=out_dir / "cv.csv")
     say = progress or (lambda line: None)
     smoothing_rows: dict[int, dict] = {}  # fold -> its smoothing row (fitted once, seed-free)
+
+    def record(row: dict, announce: bool = True) -> None:
+        """Add a row, rewrite the CSV (a stopped benchmark keeps what finished) and print it."""
+        result.rows.append(row)
+        result.summary = summarise(result.rows)
+        write_csv(result.csv_path, result.rows, result.summary)
+        if announce:
+            scores = "  ".join(f"{m} {row[m]:.4f}" for m in METRICS)
+            say(f"fold {row['fold']} seed {row['seed']} {row['model']:<9} {scores}  "
+                f"({row['epochs']} epochs, {row['seconds']} s)")
+
     # Seed-major: every fold of the first seed before the second, so a stopped run has all folds.
     for seed in plan.seeds:
         for k in chosen:
             for model in plan.models:
                 if model == "smoothing" and k in smoothing_rows:
-                    result.rows.append({**smoothing_rows[k], "seed": seed})
-                    write_csv(result.csv_path, result.rows, summarise(result.rows))
+                    record({**smoothing_rows[k], "seed": seed}, announce=False)
                     continue
                 run_cfg = copy.deepcopy(cfg)
                 run_cfg.train.seed = seed
                 run_cfg.train.compare_smoothing = False
-                started = time.perf_counter()
                 if model == "langevin" and plan.members is not None:
                     for row in _ensemble_rows(dataset, run_cfg, plan.members, source, bin_ms, out_dir,
                                               k, seed, folds[k], train_progress):
-                        result.rows.append(row)
-                        result.summary = summarise(result.rows)
-                        write_csv(result.csv_path, result.rows, result.summary)
-                        scores = "  ".join(f"{m} {row[m]:.4f}" for m in METRICS)
-                        say(f"fold {k} seed {row['seed']} {row['model']:<9} {scores}  "
-                            f"({row['epochs']} epochs, {row['seconds']} s)")
+                        record(row)
                     continue
+                started = time.perf_counter()
                 outcome = train_run(
                     dataset,
                     run_cfg,
@@ -210,11 +215,7 @@ def run_cv(
                 }
                 if model == "smoothing":
                     smoothing_rows[k] = row
-                result.rows.append(row)
-                result.summary = summarise(result.rows)
-                write_csv(result.csv_path, result.rows, result.summary)
-                scores = "  ".join(f"{m} {row[m]:.4f}" for m in METRICS)
-                say(f"fold {k} seed {seed} {model:<9} {scores}  ({row['epochs']} epochs, {row['seconds']} s)")
+                record(row)
     result.summary = summarise(result.rows)
     write_csv(result.csv_path, result.rows, result.summary)
     return result

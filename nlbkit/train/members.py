@@ -28,7 +28,7 @@ import numpy as np
 from nlbkit.config import RunConfig
 from nlbkit.ensemble import EnsembleResult, ensemble_runs
 from nlbkit.errors import NlbkitError
-from nlbkit.nlb.h5io import open_h5
+from nlbkit.nlb.tensor_file import is_train_only
 from nlbkit.runs import RunDir, run_name
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class MemberPlan:
 
     @property
     def label(self) -> str:
-        """How the ensemble is named in tables: 'mean of 3 seeds' / 'bagging of 5'."""
+        """How the ensemble is named in tables and cv rows: 'x3' (3 seeds) / 'bag3' (3 bagged)."""
         return f"bag{self.count}" if self.bagging else f"x{self.count}"
 
     def member_tag(self, k: int, tag: str | None) -> str:
@@ -72,10 +72,13 @@ class MembersOutcome:
     baseline: dict[str, float] = field(default_factory=dict)
 
 
-def is_train_only(path: str | Path) -> bool:
-    """True for a file of train trials only (nlb_tools' train key names at its root)."""
-    with open_h5(Path(path), "tensor file") as h5:
-        return "train" not in h5 and "train_spikes_heldin" in h5
+def member_plan(n_seeds: int | None, n_bags: int | None) -> MemberPlan | None:
+    """The plan of `--ensemble N` or `--bag K` (at most one of them), None for a single run."""
+    if n_seeds and n_bags:
+        raise NlbkitError("--ensemble and --bag are two kinds of ensemble; give one")
+    if not (n_seeds or n_bags):
+        return None
+    return MemberPlan(n_seeds or n_bags, bagging=bool(n_bags))
 
 
 def _finished(run: RunDir) -> bool:
@@ -99,20 +102,16 @@ def train_members(
     progress: bool = True,
     say: Callable[[str], None] = print,
     eval_index: np.ndarray | None = None,
-    output: str | Path | None = None,
 ) -> MembersOutcome:
     """Train the members of `plan` and write their ensemble (see the module doc).
 
     With `resume`, finished members are kept and unfinished ones continue from their checkpoints.
-    `output` overrides the ensemble's run directory (default: the untagged run name under run_root).
     """
     from nlbkit.train.run import TrainOutcome, train_run  # torch: here, not at import
 
     if tag is None and from_tensors is not None and is_train_only(from_tensors):
         tag = "holdout"
-    if output is None:
-        output = Path(run_root) / run_name(dataset, bin_ms, phase, model, tag)
-    output = Path(output)
+    output = Path(run_root) / run_name(dataset, bin_ms, phase, model, tag)
     if output.exists() and any(output.iterdir()) and not (resume or overwrite):
         raise NlbkitError(
             f"{output}: run directory exists; pass --resume to continue it, --overwrite to start it "
