@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from nlbkit.errors import NlbkitError
-from nlbkit.paths import fsync_dir, plain_dir_mode, write_json
+from nlbkit.paths import fsync_dir, plain_dir_mode
 from nlbkit.runs import RunDir, RunInfo, read_rates, read_run
 from nlbkit.scoring.evaluate import RunScore, score_run
 
@@ -136,11 +136,10 @@ def ensemble_runs(
         scored = [_score(m.run_dir, data_dir, targets_file) for m in members]
         if ensemble.scores:
             staged.write_scores(ensemble.scores)
-        write_json(staging / "ensemble.json", {
-            "members": [{"run_dir": str(s.run.run_dir), "model": s.run.model, "scores": s.scores}
-                        for s in scored],
-            "scores": ensemble.scores,
-        })
+        staged.write_ensemble_summary(
+            [{"run_dir": str(s.run.run_dir), "model": s.run.model, "scores": s.scores} for s in scored],
+            ensemble.scores,
+        )
         os.chmod(staging, plain_dir_mode())  # mkdtemp's 0o700 would hide the run from others
         if output.exists():
             shutil.rmtree(output)

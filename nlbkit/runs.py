@@ -116,6 +116,10 @@ class RunDir:
         return self.path / "scores.json"
 
     @property
+    def ensemble_json(self) -> Path:
+        return self.path / "ensemble.json"
+
+    @property
     def last_ckpt(self) -> Path:
         return self.path / "checkpoints" / "last.pt"
 
@@ -159,6 +163,13 @@ class RunDir:
         except (json.JSONDecodeError, NlbkitError) as exc:
             raise NlbkitError(f"{self.config_json}: {exc}") from None
 
+    def finished(self, newer_than: Path | None = None) -> bool:
+        """Whether a run ended here: its rates and scores are written (training writes the scores
+        last). With `newer_than`, the rates must also be no older than that file (its input)."""
+        if not (self.rates_h5.exists() and self.scores_json.exists()):
+            return False
+        return newer_than is None or self.rates_h5.stat().st_mtime >= newer_than.stat().st_mtime
+
     def scores(self) -> dict[str, float] | None:
         if not self.scores_json.exists():
             return None
@@ -169,6 +180,18 @@ class RunDir:
 
     def write_scores(self, scores: dict[str, float]) -> Path:
         return write_json(self.scores_json, scores)
+
+    def ensemble_summary(self) -> dict[str, Any] | None:
+        """`ensemble.json` of an ensemble run (its members' scores and its own); None elsewhere."""
+        if not self.ensemble_json.exists():
+            return None
+        try:
+            return json.loads(self.ensemble_json.read_text())
+        except json.JSONDecodeError as exc:
+            raise NlbkitError(f"{self.ensemble_json}: not valid JSON ({exc})") from None
+
+    def write_ensemble_summary(self, members: list[dict[str, Any]], scores: dict[str, float]) -> Path:
+        return write_json(self.ensemble_json, {"members": members, "scores": scores})
 
     def metrics(self) -> list[dict[str, str]]:
         """The rows of `metrics.csv` (one per logged epoch); none when there is no log."""

@@ -51,6 +51,8 @@ def test_plan_follows_the_run_directory(tmp_path):
     _age(run.last_ckpt, 50)
     assert plan_task(run, tensors) == "resume"
     _age(run.rates_h5, 10)
+    assert plan_task(run, tensors) == "overwrite"  # stopped between its rates and its scores
+    _age(run.scores_json, 10)
     assert plan_task(run, tensors) == "skip"
     _age(tensors, 0)  # new tensors: the rates and the checkpoint are of other data
     assert plan_task(run, tensors) == "overwrite"

@@ -296,14 +296,11 @@ def true_rates(data: ReportData):
 
 def ensemble_members(data: ReportData):
     """An ensemble's local scores beside each member's, and the members' validation co-bps curves."""
-    import json
-
     from nlbkit.runs import RunDir
 
-    summary = data.run.path / "ensemble.json"
-    if data.model != "ensemble" or not summary.exists():
+    saved = RunDir(data.run.path).ensemble_summary() if data.model == "ensemble" else None
+    if saved is None:
         raise Skip("not an ensemble (no ensemble.json)")
-    saved = json.loads(summary.read_text())
     members = saved.get("members", [])
     metrics = [m for m in ("co-bps", "vel R2", "psth R2", "fp-bps") if m in (saved.get("scores") or {})]
     if not metrics:

@@ -81,10 +81,6 @@ def member_plan(n_seeds: int | None, n_bags: int | None) -> MemberPlan | None:
     return MemberPlan(n_seeds or n_bags, bagging=bool(n_bags))
 
 
-def _finished(run: RunDir) -> bool:
-    return run.rates_h5.exists() and run.scores_json.exists()
-
-
 def train_members(
     dataset: str,
     cfg: RunConfig,
@@ -126,7 +122,7 @@ def train_members(
             f", validates on fold {k})" if plan.bagging else ")"
         )
         started = time.perf_counter()
-        if resume and _finished(member_run):
+        if resume and member_run.finished():
             outcome = TrainOutcome(run=member_run, scores=member_run.scores() or {})
             say(f"{head}: finished before, kept: {member_run.path}")
         else:

@@ -8,7 +8,7 @@ directories and tensor files must then lie on a file system every node sees.
 What a task does follows from its run directory (`plan_task`), so an interrupted leaderboard
 picks up where it stopped:
 
-    skip       rates.h5 is there and newer than the tensor file
+    skip       the run finished (rates.h5 and scores.json) after the tensor file was written
     resume     checkpoints/last.pt is there (and no up-to-date rates): training continues from it
     overwrite  the directory holds neither, or rates older than the tensors: trained afresh
     new        no directory yet
@@ -105,10 +105,10 @@ class TrainAllOptions:
 # --- planning (no Ray) ------------------------------------------------------------------------
 def plan_task(run: RunDir, tensors: Path) -> str:
     """What a task must do, from its run directory's files: one of `ACTIONS` (see the module doc)."""
-    if run.rates_h5.exists() and run.rates_h5.stat().st_mtime >= tensors.stat().st_mtime:
+    if run.finished(newer_than=tensors):
         return "skip"
     if run.rates_h5.exists():
-        return "overwrite"  # the tensors changed since: its checkpoints are of other data
+        return "overwrite"  # the tensors changed since, or it stopped before its scores
     if run.last_ckpt.exists():
         return "resume"
     return "overwrite" if run.path.exists() else "new"
