@@ -217,6 +217,23 @@ class Trainer:
         self.stop_note: str | None = None  # why training ended before cfg.epochs, if it did
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.averaged = self._weight_average()
+
+    def _weight_average(self) -> torch.optim.swa_utils.AveragedModel | None:
+        """The EMA of the weights when `ema_epochs` > 0: a decay of 1 - 1 / (ema_epochs x the
+        optimiser steps of an epoch), so the horizon does not depend on the dataset's size."""
+        if self.cfg.ema_epochs <= 0:
+            return None
+        steps = math.ceil(self.fit_set.heldin.shape[0] / self.cfg.batch_size)
+        decay = 1.0 - 1.0 / max(1.0, self.cfg.ema_epochs * steps)
+        return torch.optim.swa_utils.AveragedModel(
+            self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True
+        )
+
+    @property
+    def scored_model(self) -> torch.nn.Module:
+        """The weights that validation scores and `best.pt` keeps: the EMA when on, else the model."""
+        return self.model if self.averaged is None else self.averaged.module
 
     def _amp_dtype(self) -> torch.dtype | None:
         if not (self.cfg.amp and self.device.type == "cuda"):
@@ -229,10 +246,11 @@ class Trainer:
         return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
 
     # --- checkpoints -------------------------------------------------------------------------------
-    def state(self) -> dict:
-        return {
+    def state(self, scored: bool = False) -> dict:
+        """Everything to resume from; `scored`: with the scored weights (the EMA) as "model"."""
+        state = {
             "epoch": self.epoch,
-            "model": self.model.state_dict(),
+            "model": (self.scored_model if scored else self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -240,9 +258,12 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "rng": rng_state(self.shuffle),
         }
+        if self.averaged is not None:
+            state["ema"] = self.averaged.state_dict()
+        return state
 
-    def save(self, path) -> None:
-        save_checkpoint(self.state(), path)
+    def save(self, path, scored: bool = False) -> None:
+        save_checkpoint(self.state(scored), path)
 
     def resume(self) -> None:
         """Continue from `checkpoints/last.pt`: weights, optimiser, scheduler, RNGs and the log."""
@@ -260,6 +281,10 @@ class Trainer:
             state["best_epoch"],
         )
         set_rng_state(state["rng"], self.shuffle)
+        if self.averaged is not None:
+            if "ema" not in state:
+                raise NlbkitError(f"{self.run.last_ckpt}: saved without train.ema_epochs; resume without it")
+            self.averaged.load_state_dict(state["ema"])
         self.rows = [r for r in self.run.metrics() if int(r["epoch"]) <= self.epoch]
         self.saved_epoch = self.epoch
 
@@ -290,6 +315,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if self.averaged is not None:
+                self.averaged.update_parameters(self.model)
             share = len(index) / n
             for key in totals:
                 totals[key] += (value if key == "loss" else float(parts.get(key, 0.0))) * share
@@ -305,11 +332,11 @@ class Trainer:
 
     def _validate(self, kl_weight: float) -> tuple[float, float]:
         """(validation NLL, co-bps of the held-out neurons over the observed bins)."""
-        val = self.val_set
+        val, net = self.val_set, self.scored_model
         with torch.no_grad(), self._autocast():
-            self.model.eval()
-            _, parts = self.model.loss(val.heldin, val.target, kl_weight)
-        rates = predict(self.model, val.heldin, self.cfg.val_samples, self.cfg.batch_size, self.device)
+            net.eval()
+            _, parts = net.loss(val.heldin, val.target, kl_weight)
+        rates = predict(net, val.heldin, self.cfg.val_samples, self.cfg.batch_size, self.device)
         n_bins, n_heldin = val.heldin.shape[1], val.heldin.shape[2]
         co_bps = bits_per_spike(
             rates[:, :n_bins, n_heldin:].astype(np.float64), val.heldout.astype(np.float64)
@@ -374,7 +401,7 @@ class Trainer:
         row["seconds"] = round(time.perf_counter() - started, 4)
         self.rows.append(row)
         if improved or self.val_set is None:
-            self.save(self.run.best_ckpt)
+            self.save(self.run.best_ckpt, scored=True)
         self.save(self.run.last_ckpt)
         self.saved_epoch = self.epoch
         self._write_log()

@@ -1,0 +1,64 @@
+"""`train.ema_epochs`: an exponential moving average of the weights is what validation scores,
+what `best.pt` keeps and what is predicted; the raw weights keep training and resuming is exact."""
+
+import csv
+
+import pytest
+import torch
+
+from nlbkit.errors import NlbkitError
+from nlbkit.train.run import train_run
+from tests.training_fixtures import tiny_config, write_prepared
+
+
+@pytest.fixture
+def tensors(tmp_path):
+    return write_prepared(tmp_path / "tensors_5ms.h5")
+
+
+def _train(tensors, root, *overrides, resume=False):
+    cfg = tiny_config(*overrides)
+    return train_run("mc_maze_small", cfg, from_tensors=tensors, run_root=root, resume=resume, progress=False)
+
+
+def _log(run):
+    with open(run.metrics_csv, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_best_checkpoint_holds_the_averaged_weights(tensors, tmp_path):
+    run = _train(tensors, tmp_path / "runs", "train.epochs=4", "train.ema_epochs=2").run
+    last = torch.load(run.last_ckpt, weights_only=True)
+    best = torch.load(run.best_ckpt, weights_only=True)
+    averaged = {k.removeprefix("module."): v for k, v in last["ema"].items() if k.startswith("module.")}
+    assert averaged.keys() == last["model"].keys()
+    # The average trails the raw weights: they differ after 4 epochs of training.
+    assert any(not torch.equal(averaged[k], last["model"][k]) for k in averaged)
+    if best["epoch"] == last["epoch"]:
+        assert all(torch.equal(best["model"][k], averaged[k]) for k in averaged)
+    else:  # an earlier epoch was best: its weights are an average too, not last.pt's raw ones
+        assert any(not torch.equal(best["model"][k], last["model"][k]) for k in averaged)
+
+
+def test_validation_scores_differ_with_the_average(tensors, tmp_path):
+    plain = _log(_train(tensors, tmp_path / "a", "train.epochs=3").run)
+    averaged = _log(_train(tensors, tmp_path / "b", "train.epochs=3", "train.ema_epochs=2").run)
+    # The same raw training (the loss of epoch 1 is bit-identical), scored with other weights.
+    assert plain[0]["loss"] == averaged[0]["loss"]
+    assert [r["val_co_bps"] for r in plain] != [r["val_co_bps"] for r in averaged]
+
+
+def test_resume_restores_the_average(tensors, tmp_path):
+    root = tmp_path / "runs"
+    _train(tensors, root, "train.epochs=2", "train.ema_epochs=2")
+    resumed = _train(tensors, root, "train.epochs=4", "train.ema_epochs=2", resume=True)
+    straight = _train(tensors, tmp_path / "other", "train.epochs=4", "train.ema_epochs=2")
+    assert [r["val_co_bps"] for r in _log(resumed.run)] == [r["val_co_bps"] for r in _log(straight.run)]
+    assert resumed.scores == straight.scores
+
+
+def test_resume_with_the_average_needs_a_checkpoint_that_has_it(tensors, tmp_path):
+    root = tmp_path / "runs"
+    _train(tensors, root, "train.epochs=2")
+    with pytest.raises(NlbkitError, match=r"last.pt: saved without train.ema_epochs"):
+        _train(tensors, root, "train.epochs=4", "train.ema_epochs=2", resume=True)
