@@ -57,8 +57,9 @@ class TrainConfig:
     fit_eval_heldin: bool = False
     eval_fraction: float = 0.2  # files with train trials only: trials held out as the scored eval set
     grad_clip: float = 200.0
-    # Exponential moving average of the weights over about this many epochs (0: off). Validation,
-    # `best.pt` and the predicted rates use the averaged weights; training goes on with the raw ones.
+    # Exponential moving average of the weights over about this many epochs, at most epochs / 6
+    # (0: off). Validation, `best.pt` and the predicted rates use the averaged weights; training
+    # goes on with the raw ones.
     ema_epochs: float = 0.0
     # L2 penalty on the recurrent weights (every GRU's weight_hh): l2_recurrent x their mean square,
     # added to the loss (a mean over entries, so the scale does not depend on the model's size).

@@ -103,6 +103,13 @@ def recurrent_mean_square(model: torch.nn.Module) -> torch.Tensor:
     return sum(w.float().pow(2).sum() for w in weights) / sum(w.numel() for w in weights)
 
 
+def ema_decay(cfg: TrainConfig, n_fit: int) -> float:
+    """Per-step decay of the weights' EMA (see `Trainer._weight_average`) for `n_fit` trials."""
+    steps = math.ceil(n_fit / cfg.batch_size)
+    horizon = min(cfg.ema_epochs, cfg.epochs / 6)
+    return 1.0 - 1.0 / max(1.0, horizon * steps)
+
+
 def split_validation(
     trials: TrialSet, fraction: float, seed: int, folds: int = 0, fold: int = 0
 ) -> tuple[TrialSet, TrialSet | None]:
@@ -220,12 +227,13 @@ class Trainer:
         self.averaged = self._weight_average()
 
     def _weight_average(self) -> torch.optim.swa_utils.AveragedModel | None:
-        """The EMA of the weights when `ema_epochs` > 0: a decay of 1 - 1 / (ema_epochs x the
-        optimiser steps of an epoch), so the horizon does not depend on the dataset's size."""
+        """The EMA of the weights when `ema_epochs` > 0: a decay of 1 - 1 / (horizon x the
+        optimiser steps of an epoch), so the horizon does not depend on the dataset's size. The
+        horizon is `ema_epochs`, at most a sixth of `epochs`: a short run's average is not
+        dominated by its first weights (the average starts from the initial ones)."""
         if self.cfg.ema_epochs <= 0:
             return None
-        steps = math.ceil(self.fit_set.heldin.shape[0] / self.cfg.batch_size)
-        decay = 1.0 - 1.0 / max(1.0, self.cfg.ema_epochs * steps)
+        decay = ema_decay(self.cfg, self.fit_set.heldin.shape[0])
         return torch.optim.swa_utils.AveragedModel(
             self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True
         )
