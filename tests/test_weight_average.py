@@ -77,3 +77,16 @@ def test_the_horizon_is_counted_in_epochs_and_capped_by_the_run_length():
     assert ema_decay(cfg.train, 160) == pytest.approx(1 - 1 / (50 * 10))
     short = tiny_config("train.ema_epochs=50", "train.epochs=30", "train.batch_size=16")
     assert ema_decay(short.train, 51) == pytest.approx(1 - 1 / (5 * 4))  # a sixth of 30 epochs
+
+
+def test_a_resumed_run_keeps_the_decay_it_started_with(tensors, tmp_path):
+    root = tmp_path / "runs"
+    first = _train(tensors, root, "train.epochs=2", "train.batch_size=2", "train.ema_epochs=50").run
+    started = torch.load(first.last_ckpt, weights_only=True)["ema_decay"]
+    _train(tensors, root, "train.epochs=4", "train.batch_size=2", "train.ema_epochs=50", resume=True)
+    assert torch.load(first.last_ckpt, weights_only=True)["ema_decay"] == started
+    # A run of 4 epochs from the start would average over twice as many steps (a sixth of 4 epochs).
+    fresh = _train(
+        tensors, tmp_path / "other", "train.epochs=4", "train.batch_size=2", "train.ema_epochs=50"
+    ).run
+    assert torch.load(fresh.last_ckpt, weights_only=True)["ema_decay"] > started

@@ -104,7 +104,10 @@ def recurrent_mean_square(model: torch.nn.Module) -> torch.Tensor:
 
 
 def ema_decay(cfg: TrainConfig, n_fit: int) -> float:
-    """Per-step decay of the weights' EMA (see `Trainer._weight_average`) for `n_fit` trials."""
+    """Per-step decay of the weights' EMA for `n_fit` trials: 1 - 1 / (horizon x the optimiser
+    steps of an epoch), so the horizon does not depend on the dataset's size. The horizon is
+    `ema_epochs`, at most a sixth of `epochs`: a short run's average is not dominated by its first
+    weights (the average starts from them)."""
     steps = math.ceil(n_fit / cfg.batch_size)
     horizon = min(cfg.ema_epochs, cfg.epochs / 6)
     return 1.0 - 1.0 / max(1.0, horizon * steps)
@@ -224,18 +227,18 @@ class Trainer:
         self.stop_note: str | None = None  # why training ended before cfg.epochs, if it did
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.ema_decay = ema_decay(cfg, self.fit_set.heldin.shape[0]) if cfg.ema_epochs > 0 else None
         self.averaged = self._weight_average()
 
     def _weight_average(self) -> torch.optim.swa_utils.AveragedModel | None:
-        """The EMA of the weights when `ema_epochs` > 0: a decay of 1 - 1 / (horizon x the
-        optimiser steps of an epoch), so the horizon does not depend on the dataset's size. The
-        horizon is `ema_epochs`, at most a sixth of `epochs`: a short run's average is not
-        dominated by its first weights (the average starts from the initial ones)."""
-        if self.cfg.ema_epochs <= 0:
+        """The EMA of the weights when `ema_epochs` > 0, at the per-step decay `ema_decay` (fixed
+        when the run starts: a resumed run keeps it, whatever `epochs` it is resumed with)."""
+        if self.ema_decay is None:
             return None
-        decay = ema_decay(self.cfg, self.fit_set.heldin.shape[0])
         return torch.optim.swa_utils.AveragedModel(
-            self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True
+            self.model,
+            multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(self.ema_decay),
+            use_buffers=True,
         )
 
     @property
@@ -268,6 +271,7 @@ class Trainer:
         }
         if self.averaged is not None:
             state["ema"] = self.averaged.state_dict()
+            state["ema_decay"] = self.ema_decay
         return state
 
     def save(self, path, scored: bool = False) -> None:
@@ -292,6 +296,8 @@ class Trainer:
         if self.averaged is not None:
             if "ema" not in state:
                 raise NlbkitError(f"{self.run.last_ckpt}: saved without train.ema_epochs; resume without it")
+            self.ema_decay = float(state.get("ema_decay", self.ema_decay))
+            self.averaged = self._weight_average()
             self.averaged.load_state_dict(state["ema"])
         self.rows = [r for r in self.run.metrics() if int(r["epoch"]) <= self.epoch]
         self.saved_epoch = self.epoch
