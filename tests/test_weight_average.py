@@ -46,7 +46,9 @@ def test_best_checkpoint_holds_the_averaged_weights(tensors, tmp_path):
 
 
 def test_validation_scores_differ_with_the_average(tensors, tmp_path):
-    plain = _log(_train(tensors, tmp_path / "a", "train.epochs=3", "train.batch_size=2").run)
+    plain = _log(
+        _train(tensors, tmp_path / "a", "train.epochs=3", "train.batch_size=2", "train.ema_epochs=0").run
+    )
     averaged = _log(_train(tensors, tmp_path / "b", "train.epochs=3", *EMA).run)
     # The same raw training (the loss of epoch 1 is bit-identical), scored with other weights.
     assert plain[0]["loss"] == averaged[0]["loss"]
@@ -64,7 +66,7 @@ def test_resume_restores_the_average(tensors, tmp_path):
 
 def test_resume_with_the_average_needs_a_checkpoint_that_has_it(tensors, tmp_path):
     root = tmp_path / "runs"
-    _train(tensors, root, "train.epochs=2", "train.batch_size=2")
+    _train(tensors, root, "train.epochs=2", "train.batch_size=2", "train.ema_epochs=0")
     with pytest.raises(NlbkitError, match=r"last.pt: saved without train.ema_epochs"):
         _train(tensors, root, "train.epochs=4", *EMA, resume=True)
 
