@@ -185,11 +185,16 @@ def test_an_interrupted_leaderboard_continues_where_it_stopped(two_datasets, tmp
         first_log.append(line)
         if re.search(r"\] done ", line):
             break
-    # Stop it once a run that has not ended has a checkpoint (written after each epoch).
+    # Stop it once a run that has not ended has a checkpoint (written after each epoch) and at
+    # least half its 8 epochs to go, so it cannot finish between this check and the signal.
     deadline = time.monotonic() + 120
 
     def in_progress(name: str) -> bool:
-        return RunDir(runs / name).last_ckpt.exists() and not (runs / name / "rates.h5").exists()
+        run = RunDir(runs / name)
+        if not run.last_ckpt.exists() or run.rates_h5.exists() or not run.metrics_csv.exists():
+            return False
+        done = _epochs(run)
+        return bool(done) and done[-1] <= 4
 
     while not any(in_progress(n) for n in names):
         assert time.monotonic() < deadline and proc.poll() is None, "no run in progress to interrupt"
@@ -204,10 +209,13 @@ def test_an_interrupted_leaderboard_continues_where_it_stopped(two_datasets, tmp
     first_log = "".join(first_log) + rest
     assert proc.returncode != 0 and "interrupted: run the same command to continue" in first_log, first_log
     assert len(re.findall(r"\] start ", first_log)) >= 2, "two runs side by side"
-    rates = {n: runs / n / "rates.h5" for n in names}
-    finished = {n: path.stat().st_mtime_ns for n, path in rates.items() if path.exists()}
+    finished = {n: RunDir(runs / n).rates_h5.stat().st_mtime_ns for n in names if RunDir(runs / n).finished()}
     assert 1 <= len(finished) <= 2, first_log
-    with_checkpoint = {n for n in names if n not in finished and RunDir(runs / n).last_ckpt.exists()}
+    # Stopped after writing its rates but before its scores: not finished, trained afresh.
+    half_written = {n for n in names if n not in finished and RunDir(runs / n).rates_h5.exists()}
+    with_checkpoint = {
+        n for n in names if n not in {*finished, *half_written} and RunDir(runs / n).last_ckpt.exists()
+    }
     assert with_checkpoint
 
     command = _command(two_datasets, runs)
@@ -222,6 +230,7 @@ def test_an_interrupted_leaderboard_continues_where_it_stopped(two_datasets, tmp
             assert run.rates_h5.stat().st_mtime_ns == finished[name]  # not redone
         else:
             action = "resume" if name in with_checkpoint else "(new|overwrite)"
+            action = "overwrite" if name in half_written else action
             assert re.search(rf"start  {name} \({action},", log), log
             assert re.search(rf"done   {name} in [\d.]+ s \(8 epochs\)", log), log
     assert f"4 runs: {4 - len(finished)} done, {len(finished)} skipped, 0 failed" in log
