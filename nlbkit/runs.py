@@ -171,24 +171,14 @@ class RunDir:
         return newer_than is None or self.rates_h5.stat().st_mtime >= newer_than.stat().st_mtime
 
     def scores(self) -> dict[str, float] | None:
-        if not self.scores_json.exists():
-            return None
-        try:
-            return json.loads(self.scores_json.read_text())
-        except json.JSONDecodeError as exc:
-            raise NlbkitError(f"{self.scores_json}: not valid JSON ({exc})") from None
+        return _optional_json(self.scores_json)
 
     def write_scores(self, scores: dict[str, float]) -> Path:
         return write_json(self.scores_json, scores)
 
     def ensemble_summary(self) -> dict[str, Any] | None:
         """`ensemble.json` of an ensemble run (its members' scores and its own); None elsewhere."""
-        if not self.ensemble_json.exists():
-            return None
-        try:
-            return json.loads(self.ensemble_json.read_text())
-        except json.JSONDecodeError as exc:
-            raise NlbkitError(f"{self.ensemble_json}: not valid JSON ({exc})") from None
+        return _optional_json(self.ensemble_json)
 
     def write_ensemble_summary(self, members: list[dict[str, Any]], scores: dict[str, float]) -> Path:
         return write_json(self.ensemble_json, {"members": members, "scores": scores})
@@ -215,6 +205,16 @@ class RunDir:
 
     def write_rates(self, info: RunInfo, rates: dict[str, np.ndarray]) -> Path:
         return write_rates(self.rates_h5, info.dataset, info.bin_ms, info.phase, rates)
+
+
+def _optional_json(path: Path) -> Any:
+    """The JSON in `path`, None when there is no such file; malformed JSON is an error naming it."""
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise NlbkitError(f"{path}: not valid JSON ({exc})") from None
 
 
 def read_run(run_dir: str | Path) -> RunInfo:

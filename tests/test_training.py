@@ -1,4 +1,3 @@
-import csv
 import json
 
 import h5py
@@ -17,11 +16,6 @@ from tests.training_fixtures import N_IN, N_OUT, F, T, tiny_config, write_prepar
 @pytest.fixture
 def tensors(tmp_path):
     return write_prepared(tmp_path / "data" / "mc_maze_small" / "tensors_5ms.h5")
-
-
-def _log(run) -> list[dict]:
-    with open(run.metrics_csv, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_ramp_warms_up_linearly():
@@ -50,7 +44,7 @@ def test_train_writes_every_run_file(tensors, tmp_path):
     saved = json.loads(run.config_json.read_text())
     assert saved["model"]["hidden"] == 8
     assert saved["model"]["bins_per_step"] == 4  # auto, resolved for 5 ms bins and saved as such
-    assert [int(r["epoch"]) for r in _log(run)] == [1, 2, 3]
+    assert [int(r["epoch"]) for r in run.metrics()] == [1, 2, 3]
     with h5py.File(run.rates_h5) as h5:
         group = h5["mc_maze_small"]
         assert set(group) == set(RATE_KEYS)
@@ -101,7 +95,7 @@ def test_cpu_runs_repeat_with_the_same_seed(tensors, tmp_path):
     def once(root):
         out = train_run("mc_maze_small", tiny_config(), from_tensors=tensors, run_root=root, progress=False)
         with h5py.File(out.run.rates_h5) as h5:
-            return [r["loss"] for r in _log(out.run)], h5["mc_maze_small/eval_rates_heldout"][()]
+            return [r["loss"] for r in out.run.metrics()], h5["mc_maze_small/eval_rates_heldout"][()]
 
     losses_a, rates_a = once(tmp_path / "a")
     losses_b, rates_b = once(tmp_path / "b")
@@ -130,7 +124,7 @@ def test_resume_continues_from_the_last_checkpoint(tensors, tmp_path):
         run_root=tmp_path / "other",
         progress=False,
     )
-    log_resumed, log_straight = _log(resumed.run), _log(straight.run)
+    log_resumed, log_straight = resumed.run.metrics(), straight.run.metrics()
     assert [int(r["epoch"]) for r in log_resumed] == [1, 2, 3, 4]
     assert [r["loss"] for r in log_resumed] == [r["loss"] for r in log_straight]
     assert torch.load(resumed.run.last_ckpt, weights_only=True)["epoch"] == 4
@@ -279,7 +273,7 @@ def test_no_checkpoint_is_chosen_during_the_kl_warm_up(tensors, tmp_path, monkey
     monkeypatch.setattr(Trainer, "_validate", lambda self, kl_weight: (1.0, next(scores)))
     cfg = tiny_config("train.epochs=6", "train.kl_ramp_epochs=3", "train.patience=2")
     out = train_run("mc_maze_small", cfg, from_tensors=tensors, run_root=tmp_path / "runs", progress=False)
-    log = _log(out.run)
+    log = out.run.metrics()
     assert [float(r["best_co_bps"]) for r in log[2:]] == [0.1, 0.3, 0.3, 0.3]
     assert torch.load(out.run.best_ckpt, weights_only=True)["epoch"] == 4
     assert out.epochs == 6  # patience counts from the best epoch, not from the warm-up peak
@@ -295,7 +289,7 @@ def test_lr_schedule_follows_the_chosen_validation_figure(tensors, tmp_path, mon
     cfg = tiny_config("train.epochs=6", "train.kl_ramp_epochs=2", "train.lr_patience=1",
                       "train.lr=0.004", f"train.lr_on={lr_on}", "train.patience=100")
     out = train_run("mc_maze_small", cfg, from_tensors=tensors, run_root=tmp_path / "runs", progress=False)
-    lrs = [float(r["lr"]) for r in _log(out.run)]
+    lrs = [float(r["lr"]) for r in out.run.metrics()]
     if lr_on == "val_nll":
         assert lrs == [0.004] * 6
     else:

@@ -1,8 +1,6 @@
 """`train.ema_epochs`: an exponential moving average of the weights is what validation scores,
 what `best.pt` keeps and what is predicted; the raw weights keep training and resuming is exact."""
 
-import csv
-
 import pytest
 import torch
 
@@ -26,10 +24,6 @@ def _train(tensors, root, *overrides, resume=False):
     return train_run("mc_maze_small", cfg, from_tensors=tensors, run_root=root, resume=resume, progress=False)
 
 
-def _log(run):
-    with open(run.metrics_csv, newline="") as handle:
-        return list(csv.DictReader(handle))
-
 
 def test_best_checkpoint_holds_the_averaged_weights(tensors, tmp_path):
     run = _train(tensors, tmp_path / "runs", "train.epochs=4", *EMA).run
@@ -46,10 +40,10 @@ def test_best_checkpoint_holds_the_averaged_weights(tensors, tmp_path):
 
 
 def test_validation_scores_differ_with_the_average(tensors, tmp_path):
-    plain = _log(
-        _train(tensors, tmp_path / "a", "train.epochs=3", "train.batch_size=2", "train.ema_epochs=0").run
-    )
-    averaged = _log(_train(tensors, tmp_path / "b", "train.epochs=3", *EMA).run)
+    plain = _train(
+        tensors, tmp_path / "a", "train.epochs=3", "train.batch_size=2", "train.ema_epochs=0"
+    ).run.metrics()
+    averaged = _train(tensors, tmp_path / "b", "train.epochs=3", *EMA).run.metrics()
     # The same raw training (the loss of epoch 1 is bit-identical), scored with other weights.
     assert plain[0]["loss"] == averaged[0]["loss"]
     assert [r["val_co_bps"] for r in plain] != [r["val_co_bps"] for r in averaged]
@@ -60,7 +54,8 @@ def test_resume_restores_the_average(tensors, tmp_path):
     _train(tensors, root, "train.epochs=2", *EMA)
     resumed = _train(tensors, root, "train.epochs=4", *EMA, resume=True)
     straight = _train(tensors, tmp_path / "other", "train.epochs=4", *EMA)
-    assert [r["val_co_bps"] for r in _log(resumed.run)] == [r["val_co_bps"] for r in _log(straight.run)]
+    scored = [[r["val_co_bps"] for r in out.run.metrics()] for out in (resumed, straight)]
+    assert scored[0] == scored[1]
     assert resumed.scores == straight.scores
 
 
