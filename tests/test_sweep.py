@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from nlbkit.config import build_config, to_dict
+from nlbkit.config import TrainConfig, build_config, to_dict
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import DATASET_NAMES
 from nlbkit.runs import RunDir
@@ -83,6 +83,20 @@ def test_base_config_layers_fixed_values_then_set_then_max_epochs(tmp_path):
     assert cfg.train.val_every == 3 and cfg.train.epochs == 7 and cfg.train.compare_smoothing is False
     trial = trial_config(to_dict(cfg), {"model": {"hidden": 16}, "train": {"lr": 0.005}})
     assert trial.model.hidden == 16 and trial.train.lr == 0.005 and trial.train.epochs == 7
+
+
+def test_a_sweep_holds_back_validation_trials_where_the_dataset_trains_on_every_trial(tmp_path):
+    """Defaults that train on every trial (val_fraction 0) leave a sweep nothing to rank on."""
+    space = load_space("mc_maze_small", _space_file(tmp_path, TINY_SPACE))
+    every = tmp_path / "every_trial.json"
+    every.write_text(json.dumps({"train": {"val_fraction": 0}}))
+    assert build_config("mc_maze_small", every).train.val_fraction == 0
+    cfg = base_config(SweepOptions("mc_maze_small", config_file=every), space)
+    assert cfg.train.val_fraction == TrainConfig.val_fraction > 0
+    kept = base_config(SweepOptions("mc_maze_small", overrides=("train.val_fraction=0.3",)), space)
+    assert kept.train.val_fraction == 0.3
+    with pytest.raises(NlbkitError, match="val_fraction must be above 0"):
+        base_config(SweepOptions("mc_maze_small", overrides=("train.val_fraction=0",)), space)
 
 
 def test_a_local_sweep_asking_for_more_than_the_machine_has_is_refused(tmp_path):

@@ -81,6 +81,9 @@ def tiny_config(*overrides: str) -> RunConfig:
         "train.val_every=1",
         "train.val_samples=2",
         "train.kl_ramp_epochs=2",
+        # The loop's mechanics with validation trials (checkpoint choice, early stopping);
+        # mc_maze_small's own default trains on every trial.
+        "train.val_fraction=0.15",
         "train.device=cpu",
         "train.compare_smoothing=false",
         "smoothing.max_iter=50",

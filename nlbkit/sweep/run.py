@@ -32,6 +32,7 @@ import torch
 
 from nlbkit.config import (
     RunConfig,
+    TrainConfig,
     build_config,
     flatten,
     from_dict,
@@ -201,8 +202,14 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
 
 # --- the driver ---------------------------------------------------------------------------------
 def base_config(opts: SweepOptions, space: SearchSpace) -> RunConfig:
-    """Dataset defaults, then --config, then the space's fixed values, then --set, then --max-epochs."""
+    """Dataset defaults, then --config, then the space's fixed values, then --set, then --max-epochs.
+
+    A sweep ranks its trials on validation trials: where the defaults or --config train on every
+    trial (`train.val_fraction` 0), a trial holds back the usual share instead.
+    """
     cfg = build_config(opts.dataset, opts.config_file)
+    if cfg.train.val_fraction == 0 and cfg.train.val_folds < 2:
+        cfg.train.val_fraction = TrainConfig.val_fraction
     for key, value in space.fixed.items():
         set_value(cfg, key, value)
     for text in opts.overrides:
@@ -212,6 +219,10 @@ def base_config(opts: SweepOptions, space: SearchSpace) -> RunConfig:
     if opts.gpus_per_trial > 0:
         set_value(cfg, "train.device", "cuda")
     validate(cfg)
+    if cfg.train.val_fraction == 0 and cfg.train.val_folds < 2:
+        raise NlbkitError(
+            "a sweep ranks its trials by their validation co-bps: train.val_fraction must be above 0"
+        )
     return cfg
 
 
