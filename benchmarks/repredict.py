@@ -6,7 +6,7 @@ Usage: python benchmarks/repredict.py RUN_DIR [RUN_DIR...] [--set KEY=VALUE ...]
 Each RUN_DIR is a LangevinFlow run of `nlbkit cv` (its run.json names the tensor file and the
 scored fold's trials). The network of its checkpoint (best.pt) predicts the fit and scored trials
 again with the run's own configuration changed by `--set` (prediction settings such as
-`model.sample_mean=rate` or `model.prediction_samples=100`; training settings have no effect here),
+`model.prediction_samples=100`; training settings have no effect here),
 with the same seeding as `nlbkit train`, and the rates are scored like the run's own. Without
 `--set` this reproduces the run's scores.json exactly, which the script checks and reports.
 

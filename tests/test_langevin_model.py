@@ -391,23 +391,6 @@ def test_predict_rates_averages_log_rates_over_batched_passes():
     torch.testing.assert_close(model.predict_rates(x, n_samples=7, max_rows=2 * B), one)  # 4 passes
 
 
-def test_sample_mean_rate_is_the_mean_of_the_passes_rates_and_log_rate_their_geometric_mean():
-    model = make_model().eval()
-    x = counts(B, T, N_IN)
-    torch.manual_seed(3)
-    passes = torch.stack([model(x).log_rates for _ in range(4)])  # one trial copy per pass
-    torch.manual_seed(3)
-    geometric = model.predict_rates(x, n_samples=4, max_rows=B)
-    model.cfg.sample_mean = "rate"
-    torch.manual_seed(3)
-    arithmetic = model.predict_rates(x, n_samples=4, max_rows=B)
-    torch.testing.assert_close(geometric, passes.mean(0).exp())
-    torch.testing.assert_close(arithmetic, passes.exp().mean(0))
-    assert (arithmetic >= geometric * (1 - 1e-6)).all() and (arithmetic > geometric).any()
-    with pytest.raises(NlbkitError, match="sample_mean"):
-        tiny(sample_mean="median")
-
-
 @pytest.mark.parametrize("overrides", [{}, {"variant": "released"}], ids=["nlbkit", "released"])
 def test_a_few_dozen_steps_fit_a_small_batch(overrides):
     torch.manual_seed(0)

@@ -9,7 +9,6 @@ from nlbkit.errors import NlbkitError
 VARIANTS = ("nlbkit", "released")
 DECODERS = ("transformer", "gru")
 INITIAL_ENCODERS = ("forward", "bidirectional")
-SAMPLE_MEANS = ("log_rate", "rate")
 # Extensions of the released model; variant "released" has none of them.
 EXTENSIONS = ("learn_step_size", "learn_damping", "symplectic", "controller")
 
@@ -46,10 +45,6 @@ class LangevinConfig:
     heads: int = 2
     ff_dim: int = 512
     prediction_samples: int = 50
-    # How the stochastic passes of a prediction are averaged: "log_rate" - the mean log-rate,
-    # exponentiated (released; a geometric mean of the passes' rates); "rate" - the mean of the
-    # passes' rates (the predictive mean of the counts, which the Poisson log-likelihood rewards).
-    sample_mean: str = "log_rate"
     # Bins per model step: 1 steps once per bin (released); k > 1 feeds the encoder counts summed
     # over k bins and interpolates the per-step log-rates to the bins. 0: `nlbkit train` picks the
     # k that makes a step 20 ms (the released models' bin width); a model built directly takes 0 as 1.
@@ -83,8 +78,6 @@ class LangevinConfig:
             yield f"variant must be one of {VARIANTS}, got {self.variant!r}"
         if self.initial_encoder not in INITIAL_ENCODERS:
             yield f"initial_encoder must be one of {INITIAL_ENCODERS}, got {self.initial_encoder!r}"
-        if self.sample_mean not in SAMPLE_MEANS:
-            yield f"sample_mean must be one of {SAMPLE_MEANS}, got {self.sample_mean!r}"
         if self.decoder not in DECODERS:
             yield f"decoder must be one of {DECODERS}, got {self.decoder!r}"
         if self.hidden <= 0 or self.channels <= 0 or self.hidden % self.channels:

@@ -318,15 +318,13 @@ class LangevinFlow(nn.Module):
 
     @torch.no_grad()
     def predict_rates(self, heldin: Tensor, n_samples: int | None = None, max_rows: int = 1024) -> Tensor:
-        """Rates per bin (B, T+F, N) from n_samples stochastic passes: exp of their mean log-rate
-        (`sample_mean` "log_rate", released) or the mean of their rates ("rate").
+        """Rates per bin (B, T+F, N): exp of the mean log-rate over n_samples stochastic passes.
 
         Runs in eval mode (no dropout; latents still sampled) and restores the previous mode. Samples
         are batched, at most `max_rows` trial copies per pass. Uses torch's global random generator:
         seed it for repeatable predictions.
         """
         n = n_samples or self.cfg.prediction_samples
-        by_rate = self.cfg.sample_mean == "rate"
         was_training = self.training
         self.eval()
         try:
@@ -336,14 +334,12 @@ class LangevinFlow(nn.Module):
             while done < n:
                 k = min(per_pass, n - done)
                 log_rates = self(heldin.repeat(k, 1, 1)).log_rates
-                if by_rate:
-                    log_rates = log_rates.exp()
                 chunk = log_rates.view(k, heldin.shape[0], *log_rates.shape[1:]).sum(dim=0)
                 total = chunk if total is None else total + chunk
                 done += k
         finally:
             self.train(was_training)
-        return total / n if by_rate else (total / n).exp()
+        return (total / n).exp()
 
 
 def _logit(p: float) -> float:
