@@ -54,6 +54,18 @@ def test_a_log_gets_plain_lines_not_a_bar():
     ]
     assert sum(line.startswith("estimated training time") for line in lines) == 1
 
+def test_without_validation_trials_the_lines_show_the_loss_and_promise_no_early_stop():
+    stream = io.StringIO()
+    progress = EpochProgress(total=6, device="cpu", stream=stream, tty=False, validates=False)
+    for epoch in range(1, 7):
+        progress.update(epoch, 0.5, float("nan"))
+    progress.close()
+    text = stream.getvalue()
+    assert "epoch 6/6: loss 0.5000 (" in text
+    assert "val co-bps" not in text and "nan" not in text and "early stopping" not in text
+    assert "early stopping may end it sooner" in estimate_line(1.0, 3, 6, "cpu")
+
+
 
 def test_a_long_cpu_estimate_points_at_cuda_and_the_measured_configuration():
     long = estimate_line(90.0, 3, 2000, "cpu")

@@ -365,7 +365,8 @@ class Trainer:
         last checkpoint, which is kept.
         """
         cfg = self.cfg
-        progress = EpochProgress(cfg.epochs, self.epoch, self.device.type, enabled=self.progress)
+        progress = EpochProgress(cfg.epochs, self.epoch, self.device.type, enabled=self.progress,
+                                 validates=self.val_set is not None)
         try:
             while self.epoch < cfg.epochs and not self._patience_spent():
                 loss, co_bps = self._run_epoch()

@@ -35,15 +35,17 @@ def plain_every(total: int) -> int:
     return max(1, math.ceil(total / PLAIN_LINES))
 
 
-def estimate_line(epoch_seconds: float, done: int, total: int, device: str) -> str:
+def estimate_line(epoch_seconds: float, done: int, total: int, device: str, early_stop: bool = True) -> str:
     """The estimated total training time, with a hint when it is over an hour on a CPU.
 
-    `epoch_seconds` is the mean wall time of the epochs timed so far; `done` epochs are complete.
+    `epoch_seconds` is the mean wall time of the epochs timed so far; `done` epochs are complete;
+    `early_stop`: whether validation may end the run sooner (not without validation trials).
     """
     remaining = epoch_seconds * max(total - done, 0)
+    sooner = "; early stopping may end it sooner" if early_stop else ""
     line = (
         f"estimated training time: {human_seconds(remaining)} more for epochs {done + 1}-{total} "
-        f"({epoch_seconds:.2f} s an epoch; early stopping may end it sooner)"
+        f"({epoch_seconds:.2f} s an epoch{sooner})"
     )
     if device == "cpu" and remaining > LONG_ON_CPU_S:
         line += f"; {CPU_HINT}"
@@ -61,6 +63,7 @@ class EpochProgress:
     """Progress of one training session from epoch `start` (epochs done) to `total`.
 
     `enabled=False` prints nothing. `stream` defaults to stderr; `tty` to whether it is a terminal.
+    `validates=False` (no validation trials: every trial trains) shows the loss alone.
     """
 
     def __init__(
@@ -71,8 +74,10 @@ class EpochProgress:
         enabled: bool = True,
         stream: TextIO | None = None,
         tty: bool | None = None,
+        validates: bool = True,
     ) -> None:
         self.total, self.start, self.device, self.enabled = total, start, device, enabled
+        self.validates = validates
         self.stream = stream if stream is not None else sys.stderr
         self.tty = tty if tty is not None else bool(getattr(self.stream, "isatty", lambda: False)())
         self.every = plain_every(total)
@@ -104,15 +109,17 @@ class EpochProgress:
         self.latest_co_bps = val_co_bps
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(loss=f"{loss:.4f}", val_co_bps=f"{val_co_bps:.4f}")
+            shown = {"val_co_bps": f"{val_co_bps:.4f}"} if self.validates else {}
+            self.bar.set_postfix(loss=f"{loss:.4f}", **shown)
         elif epoch % self.every == 0 or epoch == self.total or epoch == self.start + 1:
             elapsed = human_seconds(time.perf_counter() - self.started)
-            self.say(f"epoch {epoch}/{self.total}: loss {loss:.4f}, val co-bps {val_co_bps:.4f} ({elapsed})")
+            shown = f", val co-bps {val_co_bps:.4f}" if self.validates else ""
+            self.say(f"epoch {epoch}/{self.total}: loss {loss:.4f}{shown} ({elapsed})")
         timed = epoch - self.start
         if not self.estimated and timed >= ESTIMATE_AFTER and epoch < self.total:
             self.estimated = True
             mean = (time.perf_counter() - self.started) / timed
-            self.say(estimate_line(mean, epoch, self.total, self.device))
+            self.say(estimate_line(mean, epoch, self.total, self.device, early_stop=self.validates))
 
     def close(self) -> None:
         if self.bar is not None:
