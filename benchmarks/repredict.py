@@ -34,8 +34,7 @@ from nlbkit.config import parse_assignment, set_value
 from nlbkit.nlb.tensor_file import load_phase_data
 from nlbkit.runs import RunDir, rates_dict
 from nlbkit.scoring.evaluate import score_rates
-from nlbkit.train.loop import predict, seed_everything
-from nlbkit.train.run import load_network
+from nlbkit.train.run import load_rate_model
 
 METRICS = ("co-bps", "fp-bps", "vel R2")
 TAG = re.compile(r"fold(\d+)_seed(\d+)")
@@ -49,14 +48,9 @@ def repredict(run_dir: Path, overrides: list[tuple[str, str]]) -> tuple[dict, di
         set_value(cfg, key, value)
     index = np.asarray(info.eval_index) if info.eval_index is not None else None
     data = load_phase_data(info.tensors, info.phase, cfg.train.eval_fraction, cfg.train.seed, index)
-    torch.set_num_threads(1)
-    device = torch.device("cpu")
-    net = load_network(run, info, cfg, device)
-    seed_everything(cfg.train.seed)
-    samples = cfg.model.prediction_samples
-    train_rates = predict(net, data.fit.heldin, samples, cfg.train.batch_size, device)
-    eval_rates = predict(net, data.eval.heldin, samples, cfg.train.batch_size, device)
-    rates = rates_dict(train_rates, eval_rates, info.n_heldin, data.fit.heldin.shape[1])
+    rates_of = load_rate_model(run, info, cfg, "cpu")  # seeded as `nlbkit train` predicts
+    train_rates = rates_of(data.fit.heldin)
+    rates = rates_dict(train_rates, rates_of(data.eval.heldin), info.n_heldin, data.fit.heldin.shape[1])
     scores = score_rates(info.dataset, info.bin_ms, data.targets, rates)
     match = TAG.search(run_dir.name)
     if match is None:
@@ -74,6 +68,7 @@ def main() -> None:
     parser.add_argument("--ensemble-by-fold", action="store_true")
     args = parser.parse_args()
     overrides = [parse_assignment(text) for text in args.overrides]
+    torch.set_num_threads(1)
     rows, by_fold = [], defaultdict(list)
     for run_dir in args.runs:
         where, rates, scores = repredict(run_dir, overrides)
@@ -83,8 +78,8 @@ def main() -> None:
         rows.append(row)
         by_fold[where["fold"]].append((where, rates))
         same = all(stored.get(m) == scores.get(m) for m in METRICS if m in stored)
-        print(f"{run_dir.name}: co-bps {scores['co-bps']:.4f} (stored {stored.get('co-bps', float('nan')):.4f}"
-              f"{', identical' if same else ''})", flush=True)
+        was = f"stored {stored.get('co-bps', float('nan')):.4f}{', identical' if same else ''}"
+        print(f"{run_dir.name}: co-bps {scores['co-bps']:.4f} ({was})", flush=True)
     if args.ensemble_by_fold:
         for fold, members in sorted(by_fold.items()):
             where = members[0][0]

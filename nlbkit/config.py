@@ -73,6 +73,11 @@ class TrainConfig:
     # seeds seed, seed+1, ... whose rates are averaged. mc_maze_small: 3 (docs/results.md).
     seeds: int = 1
 
+    @property
+    def holds_back_validation(self) -> bool:
+        """Whether some fitted trials are held back to validate: a share, or bagging's folds."""
+        return self.val_fraction > 0 or self.val_folds >= 2
+
 
 @dataclass
 class SmoothingConfig:

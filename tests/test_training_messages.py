@@ -54,6 +54,7 @@ def test_a_log_gets_plain_lines_not_a_bar():
     ]
     assert sum(line.startswith("estimated training time") for line in lines) == 1
 
+
 def test_without_validation_trials_the_lines_show_the_loss_and_promise_no_early_stop():
     stream = io.StringIO()
     progress = EpochProgress(total=6, device="cpu", stream=stream, tty=False, validates=False)
@@ -64,7 +65,6 @@ def test_without_validation_trials_the_lines_show_the_loss_and_promise_no_early_
     assert "epoch 6/6: loss 0.5000 (" in text
     assert "val co-bps" not in text and "nan" not in text and "early stopping" not in text
     assert "early stopping may end it sooner" in estimate_line(1.0, 3, 6, "cpu")
-
 
 
 def test_a_long_cpu_estimate_points_at_cuda_and_the_measured_configuration():

@@ -24,7 +24,6 @@ def _train(tensors, root, *overrides, resume=False):
     return train_run("mc_maze_small", cfg, from_tensors=tensors, run_root=root, resume=resume, progress=False)
 
 
-
 def test_best_checkpoint_holds_the_averaged_weights(tensors, tmp_path):
     run = _train(tensors, tmp_path / "runs", "train.epochs=4", *EMA).run
     last = torch.load(run.last_ckpt, weights_only=True)

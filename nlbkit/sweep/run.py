@@ -208,7 +208,7 @@ def base_config(opts: SweepOptions, space: SearchSpace) -> RunConfig:
     trial (`train.val_fraction` 0), a trial holds back the usual share instead.
     """
     cfg = build_config(opts.dataset, opts.config_file)
-    if cfg.train.val_fraction == 0 and cfg.train.val_folds < 2:
+    if not cfg.train.holds_back_validation:
         cfg.train.val_fraction = TrainConfig.val_fraction
     for key, value in space.fixed.items():
         set_value(cfg, key, value)
@@ -219,7 +219,7 @@ def base_config(opts: SweepOptions, space: SearchSpace) -> RunConfig:
     if opts.gpus_per_trial > 0:
         set_value(cfg, "train.device", "cuda")
     validate(cfg)
-    if cfg.train.val_fraction == 0 and cfg.train.val_folds < 2:
+    if not cfg.train.holds_back_validation:
         raise NlbkitError(
             "a sweep ranks its trials by their validation co-bps: train.val_fraction must be above 0"
         )

@@ -165,11 +165,19 @@ def _fit_torch(
         trainer.resume()
     epochs = trainer.fit()
     trainer.load_best()
-    seed_everything(tc.seed)  # the final stochastic passes do not depend on where training stopped
-    samples = cfg.model.prediction_samples
-    train_rates = predict(net, data.fit.heldin, samples, tc.batch_size, device)
-    eval_rates = predict(net, data.eval.heldin, samples, tc.batch_size, device)
-    return train_rates, eval_rates, epochs, trainer.stop_note
+    rates_of = seeded_predictor(net, cfg, device)
+    return rates_of(data.fit.heldin), rates_of(data.eval.heldin), epochs, trainer.stop_note
+
+
+def seeded_predictor(
+    net: torch.nn.Module, cfg: RunConfig, device: torch.device
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Held-in counts (trials, T, Nin) -> rates (trials, T+F, N) with the run's prediction samples
+    and batch size. Seeds torch first, so a run's stochastic passes do not depend on what ran
+    before (where training stopped): called in the same order, it predicts what training did."""
+    seed_everything(cfg.train.seed)
+    samples, batch = cfg.model.prediction_samples, cfg.train.batch_size
+    return lambda heldin: predict(net, heldin, samples, batch, device)
 
 
 def baseline_scores(
@@ -250,14 +258,14 @@ def predict_file(
             raise NlbkitError(
                 f"{input_path}: '{name}' has shape {array.shape}; the run expects (trials, bins, {n_heldin})"
             )
-    rate_model = _load_model(run, info, cfg, device, model_factory)
+    rate_model = load_rate_model(run, info, cfg, device, model_factory)
     train_rates = rate_model(train_heldin) if train_heldin is not None else None
     rates = rates_dict(train_rates, rate_model(eval_heldin), n_heldin, eval_heldin.shape[1])
     return write_rates(output, info.dataset, info.bin_ms, info.phase, rates)
 
 
-def _load_model(
-    run: RunDir, info: RunInfo, cfg: RunConfig, device: str, model_factory: ModelFactory
+def load_rate_model(
+    run: RunDir, info: RunInfo, cfg: RunConfig, device: str, model_factory: ModelFactory = build_langevin
 ) -> Callable[[np.ndarray], np.ndarray]:
     """A function from held-in counts (trials, T, Nin) to rates (trials, T+F, N) for the run's model."""
     if info.model == "smoothing":
@@ -265,10 +273,7 @@ def _load_model(
             raise NlbkitError(f"{run.smoothing_weights}: fitted baseline missing")
         return SmoothingBaseline.load(run.smoothing_weights).predict_rates
     torch_device = resolve_device(device)
-    net = load_network(run, info, cfg, torch_device, model_factory)
-    samples, batch = cfg.model.prediction_samples, cfg.train.batch_size
-    seed_everything(cfg.train.seed)
-    return lambda heldin: predict(net, heldin, samples, batch, torch_device)
+    return seeded_predictor(load_network(run, info, cfg, torch_device, model_factory), cfg, torch_device)
 
 
 def load_network(
