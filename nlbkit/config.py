@@ -66,8 +66,15 @@ class TrainConfig:
     l2_recurrent: float = 0.0
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    amp: bool = True  # mixed precision, used only on CUDA
-    threads: int = 0  # CPU threads for torch; 0: 1 on a machine of <= 2 cores, else torch's default
+    amp: bool = True  # mixed precision on CUDA (bfloat16, or float16 with a gradient scaler)
+    # bfloat16 autocast on a CPU with native bfloat16 (AMX or AVX512-BF16; elsewhere it stays off,
+    # with a note). The Langevin integration stays float32 either way. On for the released-size
+    # models, where the decoder's matrix products are most of a step; off where per-operation
+    # overhead is (docs/benchmarks.md, "Training step").
+    cpu_amp: bool = False
+    # CPU threads for torch; 0: torch's default (every core), except 1 on a machine of <= 2 cores
+    # when a step is small (batch_size x hidden < 16384), where two threads of small ops mostly wait.
+    threads: int = 0
     compare_smoothing: bool = True  # also fit the smoothing baseline and show its scores beside
     # Seed ensemble of the leaderboard path (`train-all`, `make leaderboard`): this many runs of
     # seeds seed, seed+1, ... whose rates are averaged. mc_maze_small: 3 (docs/results.md).

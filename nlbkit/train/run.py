@@ -7,7 +7,6 @@ smoothing baseline on the same trials so that every score has the baseline's bes
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from nlbkit.train.loop import (
     resolve_device,
     seed_everything,
     split_validation,
+    training_threads,
 )
 
 ModelFactory = Callable[[RunConfig, int, int, int], torch.nn.Module]
@@ -147,9 +147,8 @@ def _fit_torch(
 ) -> tuple[np.ndarray, np.ndarray, int, str | None]:
     tc = cfg.train
     device = resolve_device(tc.device)
-    threads = tc.threads or (1 if (os.cpu_count() or 1) <= 2 else 0)
-    if threads > 0:
-        torch.set_num_threads(threads)
+    if device.type == "cpu":
+        torch.set_num_threads(training_threads(tc, cfg.model.hidden))
     seed_everything(tc.seed)
     net = model_factory(cfg, data.n_heldin, data.n_heldout, data.n_forward)
     fit, val = split_validation(data.fit, tc.val_fraction, tc.seed, tc.val_folds, tc.val_fold)
