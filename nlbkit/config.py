@@ -112,6 +112,7 @@ SECTIONS: tuple[str, ...] = ("model", "train", "smoothing")
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "mc_maze": {
         "train.batch_size": 256,
+        "train.cpu_amp": True,
         "train.weight_decay": 2e-5,
         "model.cd_rate": 0.5,
         "train.epochs": 2000,

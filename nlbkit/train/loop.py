@@ -340,12 +340,15 @@ class Trainer:
         self.run.write_metrics(self.rows, CSV_FIELDS)
 
     # --- one epoch ---------------------------------------------------------------------------------
-    def _train_epoch(self, kl_weight: float) -> dict[str, float]:
+    def _train_epoch(self, kl_weight: float, max_batches: int | None = None) -> dict[str, float]:
+        """One pass over the fit trials in shuffled batches (the first `max_batches` only, for
+        benchmarks); the mean loss, NLL and KL, weighted by batch size."""
         self.model.train()
         n = self.fit_set.heldin.shape[0]
         order = torch.randperm(n, generator=self.shuffle)
         totals = {"loss": 0.0, "nll": 0.0, "kl": 0.0}
-        for start in range(0, n, self.cfg.batch_size):
+        starts = range(0, n, self.cfg.batch_size)
+        for start in starts if max_batches is None else starts[:max_batches]:
             index = order[start : start + self.cfg.batch_size].to(self.device)
             with self._autocast():
                 loss, parts = self.model.loss(
