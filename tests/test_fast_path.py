@@ -87,3 +87,10 @@ def test_fast_path_resumes_exactly(tensors, tmp_path):
     resumed, rates_resumed = _run(tensors, tmp_path / "parts", *fast, resume=True)
     np.testing.assert_array_equal(resumed, straight)
     np.testing.assert_array_equal(rates_resumed, rates_straight)
+
+
+def test_cpu_amp_without_native_bfloat16_says_it_trains_in_float32(tensors, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("nlbkit.train.loop.cpu_has_native_bf16", lambda: False)
+    cfg = tiny_config("train.cpu_amp=true", "train.epochs=1")
+    train_run("mc_maze_small", cfg, from_tensors=tensors, run_root=tmp_path / "runs", progress=True)
+    assert "train.cpu_amp: this CPU has no native bfloat16, so training runs in float32" in capsys.readouterr().err

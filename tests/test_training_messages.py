@@ -148,3 +148,25 @@ def test_a_real_sigint_during_training(tensors, tmp_path):
     line = [x for x in err.splitlines() if x.startswith("error: ")]
     assert len(line) == 1 and "is kept; continue with: nlbkit train mc_maze_small" in line[0], err[-2000:]
     assert line[0].endswith("--resume") and "Traceback" not in err
+
+
+def test_the_estimate_says_how_the_epochs_ran():
+    line = estimate_line(12.0, 3, 2000, "cpu", setting="bfloat16 autocast, 2 threads")
+    assert "(12.00 s an epoch on cpu, bfloat16 autocast, 2 threads" in line
+
+
+def test_a_run_says_its_precision_and_threads(tmp_path):
+    import torch
+
+    from nlbkit.nlb.tensor_file import load_phase_data
+    from nlbkit.runs import RunDir
+    from nlbkit.train.loop import Trainer
+    from nlbkit.train.run import build_langevin
+    from tests.training_fixtures import tiny_config, write_prepared
+
+    cfg = tiny_config("train.threads=1")
+    data = load_phase_data(write_prepared(tmp_path / "t.h5"), "val", 0.2, 0)
+    net = build_langevin(cfg, data.n_heldin, data.n_heldout, data.n_forward)
+    trainer = Trainer(net, cfg.train, RunDir(tmp_path / "run"), data.fit, None, torch.device("cpu"))
+    torch.set_num_threads(1)
+    assert trainer.setting() == "float32, 1 thread"

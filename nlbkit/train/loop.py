@@ -290,6 +290,14 @@ class Trainer:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
+    def setting(self) -> str:
+        """How the steps run: 'bfloat16 autocast, 2 threads', 'float32, 1 thread', ..."""
+        precision = f"{str(self.amp_dtype).removeprefix('torch.')} autocast" if self.amp_dtype else "float32"
+        if self.device.type != "cpu":
+            return precision
+        threads = torch.get_num_threads()
+        return f"{precision}, {threads} thread{'s' if threads > 1 else ''}"
+
     # --- checkpoints -------------------------------------------------------------------------------
     def state(self, scored: bool = False) -> dict:
         """Everything to resume from; `scored`: with the scored weights (the EMA) as "model"."""
@@ -403,7 +411,9 @@ class Trainer:
         """
         cfg = self.cfg
         progress = EpochProgress(cfg.epochs, self.epoch, self.device.type, enabled=self.progress,
-                                 validates=self.val_set is not None)
+                                 validates=self.val_set is not None, setting=self.setting())
+        if self.device.type == "cpu" and cfg.cpu_amp and self.amp_dtype is None:
+            progress.say("train.cpu_amp: this CPU has no native bfloat16, so training runs in float32")
         try:
             while self.epoch < cfg.epochs and not self._patience_spent():
                 loss, co_bps = self._run_epoch()

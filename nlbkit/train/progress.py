@@ -35,17 +35,21 @@ def plain_every(total: int) -> int:
     return max(1, math.ceil(total / PLAIN_LINES))
 
 
-def estimate_line(epoch_seconds: float, done: int, total: int, device: str, early_stop: bool = True) -> str:
+def estimate_line(
+    epoch_seconds: float, done: int, total: int, device: str, early_stop: bool = True, setting: str = ""
+) -> str:
     """The estimated total training time, with a hint when it is over an hour on a CPU.
 
     `epoch_seconds` is the mean wall time of the epochs timed so far; `done` epochs are complete;
-    `early_stop`: whether validation may end the run sooner (not without validation trials).
+    `early_stop`: whether validation may end the run sooner (not without validation trials);
+    `setting`: how the epochs ran (precision, threads), shown beside the time an epoch.
     """
     remaining = epoch_seconds * max(total - done, 0)
     sooner = "; early stopping may end it sooner" if early_stop else ""
+    how = f" on {device}, {setting}" if setting else ""
     line = (
         f"estimated training time: {human_seconds(remaining)} more for epochs {done + 1}-{total} "
-        f"({epoch_seconds:.2f} s an epoch{sooner})"
+        f"({epoch_seconds:.2f} s an epoch{how}{sooner})"
     )
     if device == "cpu" and remaining > LONG_ON_CPU_S:
         line += f"; {CPU_HINT}"
@@ -75,9 +79,10 @@ class EpochProgress:
         stream: TextIO | None = None,
         tty: bool | None = None,
         validates: bool = True,
+        setting: str = "",
     ) -> None:
         self.total, self.start, self.device, self.enabled = total, start, device, enabled
-        self.validates = validates
+        self.validates, self.setting = validates, setting
         self.stream = stream if stream is not None else sys.stderr
         self.tty = tty if tty is not None else bool(getattr(self.stream, "isatty", lambda: False)())
         self.every = plain_every(total)
@@ -119,7 +124,7 @@ class EpochProgress:
         if not self.estimated and timed >= ESTIMATE_AFTER and epoch < self.total:
             self.estimated = True
             mean = (time.perf_counter() - self.started) / timed
-            self.say(estimate_line(mean, epoch, self.total, self.device, early_stop=self.validates))
+            self.say(estimate_line(mean, epoch, self.total, self.device, self.validates, self.setting))
 
     def close(self) -> None:
         if self.bar is not None:
