@@ -8,13 +8,14 @@ DATA   ?= data
 DEMO_DATASET ?= mc_maze_small
 DEMO_TRAIN_ARGS ?=
 
-.PHONY: help venv refenv test test-fast demo lint clean leaderboard leaderboard-val
+.PHONY: help venv refenv test test-fast demo lint clean leaderboard leaderboard-val bench-train
 
 help:
 	@echo "make demo              generate a dataset in the NLB layout and run the whole path on it"
 	@echo "make test              set up both environments and run the test suite"
 	@echo "make test-fast         .venv only: the tests marked neither slow nor parity"
 	@echo "make lint              ruff"
+	@echo "make bench-train       seconds per training epoch, float32 loop against the fast path (docs/benchmarks.md)"
 	@echo "make leaderboard       fetch, prepare, train (test phase), submit and validate: 7 datasets x 5/20 ms"
 	@echo "make leaderboard-val   the same in the val phase, ending with the local scores table"
 	@echo "                       (DATASETS=\"mc_maze_small ...\" BINS=\"5\" narrow it; SYNTH=1 uses generated data)"
@@ -51,6 +52,17 @@ demo: venv
 	  TRAIN_ARGS="$(DEMO_TRAIN_ARGS)"
 
 include leaderboard.mk
+
+# Generated full-size mc_maze and mc_maze_small (BENCH_DATA), then eager against fast, side by side.
+BENCH_DATA ?= data-bench
+bench-train: venv
+	@for d in mc_maze mc_maze_small; do \
+	  [ -f $(BENCH_DATA)/$$d/tensors_20ms.h5 ] || { $(NLBKIT) synth $$d --scale full --data-dir $(BENCH_DATA) && \
+	    $(NLBKIT) prepare $$d --data-dir $(BENCH_DATA) --bin-ms 5 --bin-ms 20; } || exit 1; done
+	$(BIN)/python benchmarks/epoch_time.py $(BENCH_ARGS) \
+	  $(BENCH_DATA)/mc_maze/tensors_20ms.h5 mc_maze 20 $(BENCH_DATA)/mc_maze/tensors_5ms.h5 mc_maze 5 \
+	  $(BENCH_DATA)/mc_maze_small/tensors_20ms.h5 mc_maze_small 20 \
+	  $(BENCH_DATA)/mc_maze_small/tensors_5ms.h5 mc_maze_small 5
 
 lint: venv
 	$(BIN)/ruff check .

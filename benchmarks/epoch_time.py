@@ -123,12 +123,12 @@ def run_child(path: str, case: list[str], args: argparse.Namespace) -> dict:
 
 
 def compare(case: list[str], args: argparse.Namespace) -> dict:
-    runs: dict[str, list[dict]] = {p: [] for p in PATHS}
+    runs: dict[str, list[dict]] = {p: [] for p in args.paths}
     for _ in range(args.rounds):
-        for path in PATHS:
+        for path in args.paths:
             runs[path].append(run_child(path, case, args))
     out = {"tensors": case[0], "dataset": case[1], "bin_ms": int(case[2]), "overrides": args.set}
-    for path in PATHS:
+    for path in args.paths:
         first = runs[path][0]
         out[path] = {
             **{k: first[k] for k in ("threads", "autocast", "batch_size", "hidden", "bins", "fit_trials",
@@ -139,7 +139,8 @@ def compare(case: list[str], args: argparse.Namespace) -> dict:
             "peak_gpu_mb": first["peak_gpu_mb"],
             "loss": [round(r["loss"], 5) for r in runs[path]],
         }
-    out["ratio"] = out["eager"]["seconds_per_epoch"] / out["fast"]["seconds_per_epoch"]
+    if len(args.paths) == 2:
+        out["ratio"] = out["eager"]["seconds_per_epoch"] / out["fast"]["seconds_per_epoch"]
     return out
 
 
@@ -148,10 +149,10 @@ def table(results: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for r in results:
         name = f"{r['dataset']} {r['bin_ms']} ms"
-        for path in PATHS:
+        for path in (p for p in PATHS if p in r):
             p = r[path]
             gpu = f"{p['peak_gpu_mb']:.0f}" if p["peak_gpu_mb"] is not None else "-"
-            ratio = f"{r['ratio']:.2f}x" if path == "fast" else ""
+            ratio = f"{r['ratio']:.2f}x" if path == "fast" and "ratio" in r else ""
             lines.append(f"| {name} | {path} | {p['threads'] or '-'} | {p['autocast']} | "
                          f"{p['seconds_per_epoch']:.2f} | {p['peak_rss_mb']:.0f} | {gpu} | {ratio} |")
     return "\n".join(lines)
@@ -164,21 +165,24 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="processes per path and case")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--paths", default="eager,fast", help="the paths to time: eager, fast or both")
     parser.add_argument("--child", choices=PATHS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if len(args.cases) % 3:
         parser.error("cases come in threes: TENSORS DATASET BIN_MS")
     cases = [args.cases[i : i + 3] for i in range(0, len(args.cases), 3)]
+    args.paths = [p for p in PATHS if p in args.paths.split(",")] or parser.error("--paths: eager, fast")
     if args.child:
         args.case = cases[0]
         child(args)
         return
     results = []
     for case in cases:
-        results.append(compare(case, args))
-        print(f"{case[1]} {case[2]} ms: eager {results[-1]['eager']['seconds_per_epoch']:.2f} s, "
-              f"fast {results[-1]['fast']['seconds_per_epoch']:.2f} s an epoch "
-              f"({results[-1]['ratio']:.2f}x)", file=sys.stderr, flush=True)
+        r = compare(case, args)
+        results.append(r)
+        timed = ", ".join(f"{p} {r[p]['seconds_per_epoch']:.2f} s" for p in args.paths)
+        ratio = f" ({r['ratio']:.2f}x)" if "ratio" in r else ""
+        print(f"{case[1]} {case[2]} ms: {timed} an epoch{ratio}", file=sys.stderr, flush=True)
     print(table(results))
     for r in results:
         print(json.dumps(r))

@@ -7,6 +7,7 @@ by up to 0.05, the losses by 8.9e-4.
 """
 
 import copy
+import os
 
 import numpy as np
 import pytest
@@ -14,7 +15,17 @@ import torch
 
 from nlbkit.models.langevin import LangevinConfig, LangevinFlow
 
-BF16 = {"device_type": "cpu", "dtype": torch.bfloat16}
+# benchmarks/gpu_check.sh adds cuda (NLBKIT_TEST_DEVICES=cpu,cuda); CI has no GPU.
+DEVICES = os.environ.get("NLBKIT_TEST_DEVICES", "cpu").split(",")
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return request.param
+
+
+def bf16(device: str) -> dict:
+    return {"device_type": device, "dtype": torch.bfloat16}
 
 
 @pytest.fixture(autouse=True)
@@ -26,10 +37,10 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def _model() -> LangevinFlow:
+def _model(device: str = "cpu") -> LangevinFlow:
     torch.manual_seed(0)
     cfg = LangevinConfig(hidden=16, channels=4, ff_dim=32, heads=2, bins_per_step=1, dropout=0.1)
-    return LangevinFlow(cfg, 6, 3, 4)
+    return LangevinFlow(cfg, 6, 3, 4).to(device)
 
 
 def test_bfloat16_loses_the_small_latent_updates():
@@ -39,12 +50,12 @@ def test_bfloat16_loses_the_small_latent_updates():
     assert ((z.float() + 0.01 * v.float()) == z.float()).float().mean() < 1e-3
 
 
-def test_trajectories_under_bf16_autocast_match_float32():
-    model = _model()
-    states = torch.randn(24, 8, 16)  # (steps, trials, hidden), as the encoder gives them
+def test_trajectories_under_bf16_autocast_match_float32(device):
+    model = _model(device)
+    states = torch.randn(24, 8, 16, device=device)  # (steps, trials, hidden), as the encoder gives them
     torch.manual_seed(1)
     z32, v32, kl32 = model._integrate(states, states[0])
-    with torch.autocast(**BF16):
+    with torch.autocast(**bf16(device)):
         torch.manual_seed(1)
         z16, v16, kl16 = model._integrate(states, states[0])
     assert z16.dtype == v16.dtype == torch.float32
@@ -53,14 +64,15 @@ def test_trajectories_under_bf16_autocast_match_float32():
     torch.testing.assert_close(kl16["kl_initial"], kl32["kl_initial"], rtol=1e-6, atol=0)
 
 
-def test_log_rates_and_training_loss_under_bf16_autocast_match_float32():
-    model = _model()
+def test_log_rates_and_training_loss_under_bf16_autocast_match_float32(device):
+    model = _model(device)
     heldin = torch.poisson(torch.full((8, 20, 6), 1.0), generator=torch.Generator().manual_seed(4))
     target = torch.poisson(torch.full((8, 24, 9), 1.0), generator=torch.Generator().manual_seed(5))
+    heldin, target = heldin.to(device), target.to(device)
     model.eval()
     torch.manual_seed(2)
     fp32 = model(heldin).log_rates
-    with torch.autocast(**BF16):
+    with torch.autocast(**bf16(device)):
         torch.manual_seed(2)
         out = model(heldin)
     assert out.log_rates.dtype == out.latents["z"].dtype == torch.float32
@@ -72,7 +84,7 @@ def test_log_rates_and_training_loss_under_bf16_autocast_match_float32():
         torch.manual_seed(3)
         values = []
         for _ in range(30):
-            with torch.autocast(**BF16, enabled=autocast):
+            with torch.autocast(**bf16(device), enabled=autocast):
                 loss, _ = net.loss(heldin, target, kl_weight=0.1)
             opt.zero_grad()
             loss.backward()

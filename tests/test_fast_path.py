@@ -6,6 +6,8 @@ random draws, so a fast run follows the float32 run: measured on the tiny model 
 rates by at most 8.7e-4 relative. The tolerances below are about three and six times those.
 """
 
+import os
+
 import h5py
 import numpy as np
 import pytest
@@ -22,6 +24,8 @@ from nlbkit.train.run import train_run
 from tests.training_fixtures import tiny_config, write_prepared
 
 needs_bf16 = pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bfloat16")
+# benchmarks/gpu_check.sh adds cuda (NLBKIT_TEST_DEVICES=cpu,cuda); CI has no GPU.
+DEVICES = os.environ.get("NLBKIT_TEST_DEVICES", "cpu").split(",")
 LOSS_RTOL = 1e-3
 RATE_RTOL = 5e-3
 
@@ -59,18 +63,21 @@ def test_released_size_defaults_take_the_fast_path():
     assert build_config("mc_maze_small").train.cpu_amp is False  # no gain at its size
 
 
-def _run(tensors, root, *overrides, resume=False):
-    cfg = tiny_config("train.epochs=8", "train.threads=1", *overrides)
+def _run(tensors, root, *overrides, resume=False, device="cpu"):
+    cfg = tiny_config("train.epochs=8", "train.threads=1", f"train.device={device}", *overrides)
     out = train_run("mc_maze_small", cfg, from_tensors=tensors, run_root=root, progress=False, resume=resume)
     with h5py.File(out.run.rates_h5) as h5:
         rates = h5["mc_maze_small/eval_rates_heldout"][()]
     return np.array([[float(r[k]) for k in ("loss", "nll")] for r in out.run.metrics()]), rates
 
 
-@needs_bf16
-def test_fast_path_follows_the_float32_run(tensors, tmp_path):
-    losses32, rates32 = _run(tensors, tmp_path / "fp32", "train.cpu_amp=false")
-    losses16, rates16 = _run(tensors, tmp_path / "bf16", "train.cpu_amp=true")
+@pytest.mark.parametrize("device", DEVICES)
+def test_fast_path_follows_the_float32_run(tensors, tmp_path, device):
+    if device == "cpu" and not cpu_has_native_bf16():
+        pytest.skip("this CPU has no native bfloat16")
+    off, on = ("train.cpu_amp=false", "train.amp=false"), ("train.cpu_amp=true", "train.amp=true")
+    losses32, rates32 = _run(tensors, tmp_path / "fp32", *off, device=device)
+    losses16, rates16 = _run(tensors, tmp_path / "bf16", *on, device=device)
     assert losses32[-1, 1] < losses32[0, 1]  # it trains: the NLL falls
     assert not np.array_equal(losses16, losses32)  # the fast path did run in reduced precision
     np.testing.assert_allclose(losses16, losses32, rtol=LOSS_RTOL)
