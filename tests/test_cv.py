@@ -130,3 +130,29 @@ def test_cv_of_a_bagging_scores_the_members_and_their_mean_on_the_fold(tmp_path)
     # The mean row is the ensemble's own score of the fold, not the mean of the members' scores.
     assert result.rows[2]["co-bps"] == pytest.approx(score_run(ensemble).scores["co-bps"], abs=1e-12)
     assert {r["model"] for r in result.summary} == {"langevin", "langevin bag2"}
+
+
+def _row(model, fold, seed, co):
+    return {"model": model, "fold": fold, "seed": seed, "co-bps": co, "fp-bps": co / 2, "vel R2": 0.5}
+
+
+def test_paired_differences_against_a_reference_model():
+    from nlbkit.train.cv import format_paired, paired_differences
+
+    lead = [0.10, 0.12, 0.08, 0.11, 0.09, 0.10]  # (fold, seed) = (0,0),(1,0),(2,0),(0,1),(1,1),(2,1)
+    pairs = [(k, s) for s in (0, 1) for k in range(3)]
+    rows = [_row("smoothing", k, s, 0.1 * k) for k, s in pairs]
+    rows += [_row("langevin", k, s, 0.1 * k + d) for (k, s), d in zip(pairs, lead, strict=True)]
+    rows += [_row("same", k, s, 0.1 * k) for k, s in pairs]
+    paired = {r["model"]: r for r in paired_differences(rows, "smoothing")}
+    co = paired["langevin"]["co-bps"]
+    assert co["mean"] == pytest.approx(np.mean(lead)) and co["sd"] == pytest.approx(np.std(lead, ddof=1))
+    assert co["above"] == 6 and paired["langevin"]["n"] == 6 and co["folds"] == 3
+    fold_means = np.array([0.105, 0.105, 0.09])
+    half = 4.302652729911275 * fold_means.std(ddof=1) / np.sqrt(3)  # t(0.975, 2 dof)
+    assert co["ci"] == pytest.approx((fold_means.mean() - half, fold_means.mean() + half))
+    same = paired["same"]["co-bps"]
+    assert same["mean"] == 0 and same["sd"] == 0 and same["above"] == 0
+    assert "langevin - smoothing  co-bps  +0.1000 ± 0.0141  above on 6 of 6" in format_paired(
+        paired_differences(rows, "smoothing")
+    )

@@ -64,6 +64,10 @@ def _ints(text: str | None, what: str) -> list[int] | None:
 @click.option("--bag", "n_bags", type=click.IntRange(min=2), default=None, metavar="K",
               help="LangevinFlow as a bagging of K members, as `nlbkit train --bag K`.")
 @click.option("--progress", is_flag=True, help="Show each training run's progress bar.")
+@click.option("--reference", default=None, metavar="MODEL",
+              help="Model the others are compared with, pair by pair (fold x seed): mean ± sd of "
+                   "the difference, how often above, a 95% interval over folds. Default: smoothing "
+                   "when it runs, else the first of --models.")
 def command(
     dataset,
     tensors,
@@ -81,12 +85,14 @@ def command(
     n_seeds,
     n_bags,
     progress,
+    reference,
 ) -> None:
     """Cross-validate LangevinFlow and the smoothing baseline on TENSORS, a 5 ms file of train
     trials only (nlb_tools' train key names at its root).
 
     Each fold of trials (seeded permutation, disjoint folds) is scored with the official metrics
-    after fitting on every other trial; prints mean ± sd over folds x seeds and writes
+    after fitting on every other trial; prints mean ± sd over folds x seeds, each model's paired
+    difference from the reference model (--reference) per fold and seed, and writes
     <out>/cv.csv (one row per model x fold x seed, then the summary rows).
 
     \b
@@ -97,7 +103,7 @@ def command(
       nlbkit cv mc_maze_small train.h5 --models langevin --seeds 0 --bag 3 --out runs/cv_bag3
     """
     from nlbkit.config import build_config, set_value
-    from nlbkit.train.cv import CvPlan, format_summary, run_cv
+    from nlbkit.train.cv import CvPlan, format_paired, format_summary, paired_differences, run_cv
     from nlbkit.train.members import member_plan
 
     members = member_plan(n_seeds, n_bags)
@@ -118,4 +124,10 @@ def command(
         dataset, cfg, tensors, int(bin_ms), out_dir, plan, progress=click.echo, train_progress=progress
     )
     click.echo(format_summary(result.summary))
+    ran = list(dict.fromkeys(r["model"] for r in result.rows))
+    if reference is not None and reference not in ran:
+        raise NlbkitError(f"--reference {reference}: not among the models that ran ({', '.join(ran)})")
+    if len(ran) > 1:
+        base = reference or ("smoothing" if "smoothing" in ran else ran[0])
+        click.echo(format_paired(paired_differences(result.rows, base)))
     click.echo(f"csv: {result.csv_path}")

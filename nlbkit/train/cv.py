@@ -120,6 +120,63 @@ def format_summary(summary: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def paired_differences(rows: Sequence[dict], reference: str) -> list[dict]:
+    """Each other model against `reference` on the (fold, seed) pairs both ran: per metric, the
+    mean and sample sd of model - reference over the pairs, on how many it was above, and a 95% t
+    interval over the per-fold means (seeds averaged within a fold, since they share its trials)."""
+    from scipy import stats
+
+    def by_pair(model: str) -> dict[tuple, dict]:
+        mine = (r for r in rows if r["model"] == model and r["fold"] not in ("mean", "sd"))
+        return {(r["fold"], r["seed"]): r for r in mine}
+
+    base = by_pair(reference)
+    out = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        if model == reference:
+            continue
+        mine = by_pair(model)
+        pairs = sorted(mine.keys() & base.keys())
+        if not pairs:
+            continue
+        row = {"model": model, "reference": reference, "n": len(pairs)}
+        for m in METRICS:
+            diffs = np.array([float(mine[p][m]) - float(base[p][m]) for p in pairs])
+            if np.isnan(diffs).all():
+                continue
+            folds = sorted({p[0] for p in pairs})
+            fold_means = np.array(
+                [np.nanmean([d for p, d in zip(pairs, diffs, strict=True) if p[0] == k]) for k in folds]
+            )
+            half = (stats.t.ppf(0.975, len(folds) - 1) * fold_means.std(ddof=1) / np.sqrt(len(folds))
+                    if len(folds) > 1 else math.nan)
+            row[m] = {
+                "mean": float(np.nanmean(diffs)),
+                "sd": float(np.nanstd(diffs, ddof=1)) if len(diffs) > 1 else math.nan,
+                "above": int((diffs > 0).sum()),
+                "ci": (float(fold_means.mean() - half), float(fold_means.mean() + half)),
+                "folds": len(folds),
+            }
+        out.append(row)
+    return out
+
+
+def format_paired(paired: Sequence[dict]) -> str:
+    """One line per model and metric: 'langevin - smoothing  co-bps  +0.1234 ± 0.0300 ...'."""
+    lines = []
+    for row in paired:
+        for m in METRICS:
+            if m not in row:
+                continue
+            d = row[m]
+            lines.append(
+                f"{row['model']} - {row['reference']}  {m:<7} {d['mean']:+.4f} ± {d['sd']:.4f}  "
+                f"above on {d['above']} of {row['n']}  95% CI over {d['folds']} fold means "
+                f"[{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}]"
+            )
+    return "\n".join(lines)
+
+
 def source_for_bin(tensors: Path, bin_ms: int, out_dir: Path) -> Path:
     """The train-only file to fit at `bin_ms`: `tensors` itself at 5 ms, else a rebinned copy in out_dir."""
     if bin_ms == SOURCE_BIN_MS:
