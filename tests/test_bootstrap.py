@@ -83,3 +83,31 @@ def test_a_known_lead_is_found_and_intervals_are_seeded(target):
     assert single["co-bps"].low < single["co-bps"].value < single["co-bps"].high
     assert bootstrap_scores(DATASET, target, good, n_boot=500, seed=1) == single
     assert bootstrap_scores(DATASET, target, good, n_boot=500, seed=2) != single
+
+
+@pytest.mark.slow
+def test_evaluate_bootstrap_gives_intervals_and_the_paired_difference(tmp_path, nlbkit_cli):
+    import json
+
+    from nlbkit.train.run import train_run
+    from tests.training_fixtures import tiny_config
+
+    tensors = write_prepared(tmp_path / "data" / "mc_maze_small" / "tensors_5ms.h5", n_val=20)
+    root = tmp_path / "runs"
+    smooth = train_run("mc_maze_small", tiny_config(), model="smoothing", from_tensors=tensors,
+                       run_root=root, progress=False).run.path
+    model = train_run("mc_maze_small", tiny_config(), from_tensors=tensors, run_root=root,
+                      progress=False).run.path
+    out = nlbkit_cli("evaluate", smooth, model, "--bootstrap", "200").stdout
+    assert "bootstrap over eval trials (200 resamples, seed 0), 95% intervals:" in out
+    assert f"paired, {model} - {smooth}:  co-bps" in out
+    report = json.loads(nlbkit_cli("evaluate", smooth, model, model, "--bootstrap", "200", "--json").stdout)
+    first, second, same = (r["bootstrap"] for r in report["runs"])
+    assert "paired" not in first and second["paired"]["against"] == str(smooth)
+    value, low, high = second["intervals"]["co-bps"]
+    assert low <= value <= high
+    assert value == pytest.approx(report["runs"][1]["scores"]["co-bps"], abs=1e-9)
+    diff = same["paired"]["co-bps"]
+    assert diff["difference"] == pytest.approx(
+        report["runs"][1]["scores"]["co-bps"] - report["runs"][0]["scores"]["co-bps"], abs=1e-9
+    )

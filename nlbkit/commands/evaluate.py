@@ -30,9 +30,15 @@ import click
               help="Train trials per few-shot readout.")
 @click.option("--fewshot-repeats", type=click.IntRange(min=1), default=20, show_default=True,
               help="Random k-trial subsets (seeded) the mean and sd are taken over.")
+@click.option("--bootstrap", "n_boot", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Also give 95% bootstrap intervals over the eval trials (N resamples, e.g. 1000) "
+                   "of co-bps, fp-bps and vel R2, and each later run's paired difference from the "
+                   "first run where both scored the same trials: a lead inside the noise shows as an "
+                   "interval across 0.")
+@click.option("--bootstrap-seed", type=int, default=0, show_default=True, help="Seed of the resampling.")
 def command(run_dirs: tuple[Path, ...], phase: str | None, targets_file: Path | None,
             data_dir: Path | None, as_json: bool, fewshot: bool, fewshot_k: int,
-            fewshot_repeats: int) -> None:
+            fewshot_repeats: int, n_boot: int, bootstrap_seed: int) -> None:
     """Score RUN_DIR(s) with co-bps, vel R2, psth R2, fp-bps and tp corr, as EvalAI did.
 
     \b
@@ -45,6 +51,7 @@ def command(run_dirs: tuple[Path, ...], phase: str | None, targets_file: Path | 
       nlbkit evaluate runs/mc_maze_small_5ms_val_langevin runs/mc_maze_small_5ms_val_smoothing
       nlbkit evaluate runs/*_test_langevin --targets data/eval_data_test.h5 --json
       nlbkit evaluate runs/mc_maze_small_5ms_val_langevin --fewshot --fewshot-k 16
+      nlbkit evaluate runs/mc_maze_small_5ms_val_{smoothing,langevin} --bootstrap 1000
     """
     from nlbkit.scoring.evaluate import score_run
     from nlbkit.scoring.tables import format_table
@@ -64,7 +71,19 @@ def command(run_dirs: tuple[Path, ...], phase: str | None, targets_file: Path | 
                 click.echo(f"note: no few-shot co-bps: {exc}", err=True)
                 continue
             s.scores[mean_name], s.scores[sd_name] = result.mean, result.sd
+    intervals = None
+    if n_boot:
+        from nlbkit.scoring.bootstrap import run_intervals
+
+        intervals = run_intervals(run_dirs, n_boot, bootstrap_seed, 0.95, data_dir, targets_file)
     if as_json:
-        click.echo(json.dumps({"runs": [s.as_json() for s in scores]}, indent=2))
+        runs = [s.as_json() for s in scores]
+        for run, extra in zip(runs, intervals or [], strict=False):
+            run["bootstrap"] = extra.as_json()
+        click.echo(json.dumps({"runs": runs}, indent=2))
     else:
         click.echo(format_table(scores))
+        if intervals:
+            from nlbkit.scoring.bootstrap import format_intervals
+
+            click.echo(format_intervals(intervals, n_boot, bootstrap_seed, 0.95))

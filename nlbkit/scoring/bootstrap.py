@@ -203,3 +203,69 @@ def paired_bootstrap(
         value = float(every_a[m][0] - every_b[m][0])
         out[m] = PairedInterval(value, *_interval(diff, level), level, float(np.mean(diff <= 0)))
     return {m: out[m] for m in BOOTSTRAP_METRICS if m in out}
+
+
+@dataclass
+class RunIntervals:
+    """A run's bootstrap intervals, and its paired difference from the first run where comparable."""
+
+    run_dir: str
+    n_trials: int
+    intervals: dict[str, Interval]
+    paired: dict[str, PairedInterval] | None = None  # against `against`
+    against: str | None = None
+
+    def as_json(self) -> dict:
+        out = {"n_trials": self.n_trials,
+               "intervals": {m: [i.value, i.low, i.high] for m, i in self.intervals.items()}}
+        if self.paired is not None:
+            out["paired"] = {"against": self.against, **{
+                m: {"difference": i.value, "low": i.low, "high": i.high, "share_not_above": i.share_not_above}
+                for m, i in self.paired.items()}}
+        return out
+
+
+def run_intervals(
+    run_dirs, n_boot: int = 1000, seed: int = 0, level: float = 0.95, data_dir=None, targets_file=None
+) -> list[RunIntervals]:
+    """Bootstrap intervals of each run's scores, and each later run's paired difference from the
+    first where both were scored on the same eval trials (same dataset, bin and targets)."""
+    from nlbkit.runs import read_rates, read_run
+    from nlbkit.scoring.evaluate import run_target
+
+    loaded = []
+    for run_dir in run_dirs:
+        run = read_run(run_dir)
+        target = run_target(run, data_dir, targets_file)
+        if target is None:
+            raise NlbkitError(f"{run.run_dir}: no targets to bootstrap against (test phase: --targets)")
+        loaded.append((run, target, read_rates(run)))
+    out = []
+    first_run, first_target, first_rates = loaded[0]
+    for run, target, rates in loaded:
+        n = len(target["eval_spikes_heldout"])
+        intervals = bootstrap_scores(run.dataset, target, rates, n_boot, seed, level)
+        result = RunIntervals(str(run.run_dir), n, intervals)
+        same = (run.dataset, run.bin_ms) == (first_run.dataset, first_run.bin_ms) and np.array_equal(
+            target["eval_spikes_heldout"], first_target["eval_spikes_heldout"], equal_nan=True)
+        if run is not first_run and same:
+            result.paired = paired_bootstrap(run.dataset, target, rates, first_rates, n_boot, seed, level)
+            result.against = str(first_run.run_dir)
+        out.append(result)
+    return out
+
+
+def format_intervals(results: list[RunIntervals], n_boot: int, seed: int, level: float) -> str:
+    """The lines `nlbkit evaluate --bootstrap` prints."""
+    pct = f"{100 * level:g}%"
+    lines = [f"bootstrap over eval trials ({n_boot} resamples, seed {seed}), {pct} intervals:"]
+    for r in results:
+        cells = "  ".join(f"{m} {i}" for m, i in r.intervals.items())
+        lines.append(f"  {r.run_dir} ({r.n_trials} trials)  {cells}")
+    for r in results:
+        if r.paired is None:
+            continue
+        cells = "  ".join(f"{m} {i.value:+.4f} [{i.low:+.4f}, {i.high:+.4f}] (not above in "
+                          f"{100 * i.share_not_above:.1f}%)" for m, i in r.paired.items())
+        lines.append(f"paired, {r.run_dir} - {r.against}:  {cells}")
+    return "\n".join(lines)
