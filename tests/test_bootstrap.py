@@ -111,3 +111,23 @@ def test_evaluate_bootstrap_gives_intervals_and_the_paired_difference(tmp_path, 
     assert diff["difference"] == pytest.approx(
         report["runs"][1]["scores"]["co-bps"] - report["runs"][0]["scores"]["co-bps"], abs=1e-9
     )
+
+
+@pytest.mark.slow
+def test_leaderboard_bootstrap_gives_the_ranks_at_the_interval_ends(tmp_path):
+    from nlbkit.nlb.published import PublishedEntry
+    from nlbkit.scoring.leaderboard import format_rank_intervals, rank_runs
+    from nlbkit.train.run import train_run
+    from tests.training_fixtures import tiny_config
+
+    tensors = write_prepared(tmp_path / "data" / "mc_maze_small" / "tensors_5ms.h5", n_val=20)
+    run = train_run("mc_maze_small", tiny_config(), model="smoothing", from_tensors=tensors,
+                    run_root=tmp_path / "runs", progress=False).run.path
+
+    def entry(co):
+        return PublishedEntry(DATASET, 5, "val", f"m{co}", {"co-bps": co}, "test", "", "")
+
+    (board,) = rank_runs([run], entries=[entry(-10.0), entry(10.0)])  # always below one, above the other
+    text = format_rank_intervals([board], 100)
+    assert "co-bps with 95% bootstrap intervals over eval trials (100 resamples, seed 0):" in text
+    assert f"{run.name} (20 trials): " in text and "; rank 2 of 3, 2-2 across the interval" in text

@@ -19,8 +19,11 @@ import click
 @click.option("--figures", "figures_dir", type=click.Path(path_type=Path), default=None,
               help="Write one PNG per dataset and bin here: published entries as bars, nlbkit's runs "
                    "highlighted, one panel per metric.")
+@click.option("--bootstrap", "n_boot", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Also give each run's 95% bootstrap interval of co-bps over its eval trials (N "
+                   "resamples, e.g. 1000) and the ranks among the published entries at its ends.")
 def command(run_dirs: tuple[Path, ...], targets_file: Path | None, data_dir: Path | None,
-            json_file: Path | None, figures_dir: Path | None) -> None:
+            json_file: Path | None, figures_dir: Path | None, n_boot: int) -> None:
     """Score RUN_DIR(s) as `nlbkit evaluate` does and rank them among published results.
 
     \b
@@ -34,11 +37,16 @@ def command(run_dirs: tuple[Path, ...], targets_file: Path | None, data_dir: Pat
     Examples:
       nlbkit leaderboard runs/mc_maze_5ms_test_langevin runs/mc_maze_5ms_test_smoothing
       nlbkit leaderboard runs/*_test_* --json leaderboard.json --figures leaderboard/
+      nlbkit leaderboard runs/mc_maze_small_20ms_test_ensemble --bootstrap 1000
     """
     from nlbkit.scoring.leaderboard import format_boards, rank_runs, write_figures, write_json
 
     boards = rank_runs(run_dirs, data_dir=data_dir, targets_file=targets_file)
     click.echo(format_boards(boards))
+    if n_boot:
+        from nlbkit.scoring.leaderboard import format_rank_intervals
+
+        click.echo(format_rank_intervals(boards, n_boot, data_dir=data_dir, targets_file=targets_file))
     if json_file is not None:
         click.echo(f"\nwrote {write_json(boards, json_file)}")
     if figures_dir is not None:

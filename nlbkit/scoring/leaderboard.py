@@ -172,6 +172,25 @@ def rank_runs(
     return [boards[k] for k in sorted(boards, key=lambda k: (DATASET_NAMES.index(k[0]), k[1], k[2]))]
 
 
+def format_rank_intervals(boards: Sequence[Board], n_boot: int, seed: int = 0, data_dir=None,
+                          targets_file=None) -> str:
+    """Per run: its co-bps with a 95% bootstrap interval over its eval trials, and the published
+    ranks at the interval's ends (scoring.bootstrap)."""
+    from nlbkit.scoring.bootstrap import run_intervals
+
+    lines = [f"co-bps with 95% bootstrap intervals over eval trials ({n_boot} resamples, seed {seed}):"]
+    for board in boards:
+        for ranked in board.runs:
+            [result] = run_intervals([ranked.run.run_dir], n_boot, seed, 0.95, data_dir, targets_file)
+            co = result.intervals[RANK_METRIC]
+            ranks = ""
+            if board.published:
+                best, worst = (published_rank(v, board.published) for v in (co.high, co.low))
+                ranks = f"; rank {ranked.rank} of {ranked.of}, {best}-{worst} across the interval"
+            lines.append(f"  {ranked.run.run_dir.name} ({result.n_trials} trials): {co}{ranks}")
+    return "\n".join(lines)
+
+
 def _cell(value: float | None) -> str:
     if value is None:
         return "-"
