@@ -208,7 +208,8 @@ def test_two_trains_started_together_on_one_run_directory_one_trains(tensors, tm
 
 
 @pytest.mark.slow  # one interpreter importing torch and training until it is killed: ~15 s here
-def test_a_killed_train_leaves_a_stale_claim_that_resume_takes_over(tensors, tmp_path):
+@pytest.mark.parametrize("resumer", ["train --resume", "train-all"])
+def test_a_killed_train_leaves_a_stale_claim_that_the_next_run_takes_over(tensors, tmp_path, resumer):
     runs = tmp_path / "runs"
     run = RunDir(runs / "mc_maze_small_5ms_val_langevin")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -220,13 +221,21 @@ def test_a_killed_train_leaves_a_stale_claim_that_resume_takes_over(tensors, tmp
         time.sleep(0.1)
     held = holder_of(run.path)
     assert held is not None and held.pid == proc.pid
-    result = CliRunner().invoke(main, ["train", *_train_args(tensors, runs, 0, 400)])
+    result = CliRunner().invoke(main, ["train", *_train_args(tensors, runs, 0, 400), "--resume"])
     assert result.exit_code == 1 and f"being written by process {proc.pid}" in result.stderr
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     assert _read_claim(run.path)["pid"] == proc.pid  # the killed holder's claim is left behind
-    result = CliRunner().invoke(main, ["train", *_train_args(tensors, runs, 0, 4), "--resume"])
-    assert result.exit_code == 0, result.output
+    if resumer == "train-all":  # its plan resumes a run with a checkpoint and no rates, in this process
+        from nlbkit.train.parallel import TrainAllOptions, train_all
+
+        opts = TrainAllOptions(("mc_maze_small",), (5,), "val", seeds=1, data_dir=tmp_path / "data",
+                               run_root=runs, epochs=4, overrides=tuple(a[6:] for a in TINY))
+        [done] = train_all(opts, log=lambda line: None)
+        assert (done.action, done.status) == ("resume", "done"), done
+    else:
+        result = CliRunner().invoke(main, ["train", *_train_args(tensors, runs, 0, 4), "--resume"])
+        assert result.exit_code == 0, result.output
     assert run.finished() and not claim_path(run.path).exists()
 
 
