@@ -81,7 +81,7 @@ class Holder:
 
 def claim_path(target: str | os.PathLike) -> Path:
     """The claim file of `target`: `.<name>.claim` beside it (it survives the target's removal)."""
-    target = Path(target)
+    target = Path(os.path.abspath(target))  # '.', 'runs/x/..' name the folder they stand for
     return target.parent / f".{target.name}{CLAIM_SUFFIX}"
 
 
@@ -111,10 +111,8 @@ def holder_of(target: str | os.PathLike) -> Holder | None:
     if _HELD.get(_key(path)) == os.getpid():
         return None
     found = _read(path)
-    if found is None:
-        return None
-    holder = found[1] or Holder(host="?", pid=0, command="unreadable claim file")
-    return None if found[1] is not None and holder.stale() else holder
+    holder = found[1] if found is not None else None  # an unreadable claim names nobody: writers stop at it
+    return None if holder is None or holder.stale() else holder
 
 
 def check_not_being_written(target: str | os.PathLike) -> None:
@@ -170,7 +168,9 @@ def _create(path: Path, data: bytes) -> bool:
             os.link(tmp, path)  # atomic, and fails if `path` exists (also over NFS)
             return True
         except FileExistsError:
-            return False
+            # Over NFS a retransmitted link can report EEXIST although it was made: the temporary
+            # file then has two links.
+            return os.stat(tmp).st_nlink == 2
         except OSError as exc:
             if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
                 raise

@@ -125,6 +125,15 @@ def test_a_reused_pid_does_not_keep_a_claim_but_another_hosts_claim_holds(tmp_pa
     assert holder_of(target).host == "elsewhere"
 
 
+def test_an_unreadable_claim_file_stops_writers_with_the_file_named(tmp_path):
+    target = tmp_path / "run"
+    claim_path(target).write_text("{not json")
+    with pytest.raises(ClaimHeld, match=rf"unreadable {claim_path(target)}\); delete that file if no nlbkit"):
+        with claim(target):
+            pass
+    assert holder_of(target) is None  # it names no process a reader could wait for
+
+
 @pytest.mark.parametrize("stale_first", [False, True], ids=["free", "stale claim present"])
 def test_processes_started_together_get_exactly_one_claim(tmp_path, stale_first):
     racers, rounds = 4, 10
