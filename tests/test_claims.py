@@ -288,6 +288,62 @@ def test_a_sweep_directory_being_written_is_refused_before_ray_starts(tmp_path, 
         sweep_run.run_sweep(opts)
 
 
+def test_a_waiting_claim_gets_the_output_once_its_holder_ends(tmp_path):
+    import threading
+
+    target = tmp_path / "trial"
+    ready, release = SPAWN.Event(), SPAWN.Event()
+    proc = SPAWN.Process(target=claim_workers.hold_until, args=(str(target), ready, release))
+    proc.start()
+    assert ready.wait(timeout=120)
+    with pytest.raises(ClaimHeld, match=f"process {proc.pid} "):
+        with claim(target):
+            pass
+    # The holder ends a moment after the waiting starts (a restarted trial's predecessor exiting).
+    threading.Timer(1.0, release.set).start()
+    with claim(target, wait_s=60):
+        assert _read_claim(target)["pid"] == os.getpid()
+    proc.join(timeout=60)
+    assert proc.exitcode == 0
+
+
+def test_an_ensemble_being_trained_is_refused_before_any_member_trains(tensors, tmp_path):
+    runs = tmp_path / "runs"
+    output = runs / "mc_maze_small_5ms_val_langevin"
+    with held_elsewhere(output) as pid:
+        result = CliRunner().invoke(main, ["train", *_train_args(tensors, runs, 0, 1), "--ensemble", "2"])
+    assert result.exit_code == 1 and f"run directory is being written by process {pid} on" in result.stderr
+    assert sorted(p.name for p in runs.iterdir()) == []  # no member started
+
+
+def test_a_train_all_task_on_a_run_being_written_fails_in_one_line(tensors, tmp_path):
+    from nlbkit.train.parallel import TrainAllOptions, make_tasks, run_task
+
+    opts = TrainAllOptions(("mc_maze_small",), (5,), "val", seeds=1, data_dir=tmp_path / "data",
+                           run_root=tmp_path / "runs", epochs=1, overrides=tuple(a[6:] for a in TINY))
+    [task] = make_tasks(opts)
+    with held_elsewhere(task.run.path) as pid:
+        result = run_task(task, "new")
+    assert result.status == "failed" and "\n" not in result.error
+    assert result.error.startswith(f"ClaimHeld: {task.run.path}: run directory is being written by "
+                                   f"process {pid} on ")
+    assert not task.run.path.exists()
+
+
+def test_a_busy_shared_baseline_is_fitted_under_the_runs_own_tag(tensors, tmp_path):
+    from nlbkit.train.run import train_run
+    from tests.training_fixtures import tiny_config
+
+    runs = tmp_path / "runs"
+    shared = runs / "mc_maze_small_5ms_val_smoothing"
+    with held_elsewhere(shared):
+        outcome = train_run("mc_maze_small", tiny_config("train.compare_smoothing=true", "train.epochs=1"),
+                            from_tensors=tensors, run_root=runs, tag="a", progress=False)
+    own = RunDir(runs / "mc_maze_small_5ms_val_smoothing_a")
+    assert outcome.baseline and outcome.baseline == own.scores()
+    assert not shared.exists()
+
+
 # --- readers ---------------------------------------------------------------------------------------
 def test_evaluate_report_and_leaderboard_say_a_run_is_still_being_written(tmp_path):
     rng = np.random.default_rng(1)
