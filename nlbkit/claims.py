@@ -195,7 +195,7 @@ def _read(path: Path) -> tuple[bytes, Holder | None] | None:
         meta = json.loads(raw)
         texts = {k: str(meta.get(k, "")) for k in ("started", "boot", "command", "since")}
         return raw, Holder(host=str(meta["host"]), pid=int(meta["pid"]), **texts)
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, AttributeError):
         return raw, None
 
 
@@ -267,13 +267,18 @@ def _boot_id() -> str:
 
 
 def _running(pid: int) -> bool:
+    """Whether `pid` runs: it exists and is not a zombie (killed, not yet reaped by its parent)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process
+        pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except (OSError, IndexError):
         return True
-    return True
+    return state not in ("Z", "X")
 
 
 def _key(path: Path) -> str:

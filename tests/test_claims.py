@@ -111,6 +111,20 @@ def test_a_killed_holders_claim_is_stale_and_the_next_claim_takes_it_over(tmp_pa
     assert not claim_path(target).exists()
 
 
+def test_a_killed_holder_not_yet_reaped_by_its_parent_holds_nothing(tmp_path):
+    target = tmp_path / "run"
+    code = ("import os, signal, sys; from nlbkit.claims import claim\n"
+            "with claim(sys.argv[1]):\n    os.kill(os.getpid(), signal.SIGKILL)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", code, str(target)], env=env)
+    os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # dead, left a zombie: not reaped yet
+    assert Path(f"/proc/{proc.pid}").exists() and _read_claim(target)["pid"] == proc.pid
+    assert holder_of(target) is None
+    with claim(target):
+        pass
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+
+
 def test_a_reused_pid_does_not_keep_a_claim_but_another_hosts_claim_holds(tmp_path):
     target = tmp_path / "run"
     # A live pid (our parent) whose recorded start time is not its own: the id was reused.
