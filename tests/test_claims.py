@@ -244,8 +244,10 @@ def test_a_killed_train_leaves_a_stale_claim_that_the_next_run_takes_over(tensor
         time.sleep(0.1)
     held = holder_of(run.path)
     assert held is not None and held.pid == proc.pid
-    result = CliRunner().invoke(main, ["train", *_train_args(tensors, runs, 0, 400), "--resume"])
-    assert result.exit_code == 1 and f"being written by process {proc.pid}" in result.stderr
+    for flag in ("--resume", "--overwrite"):  # both take the same claim as a fresh start
+        result = CliRunner().invoke(main, ["train", *_train_args(tensors, runs, 0, 400), flag])
+        assert result.exit_code == 1 and f"being written by process {proc.pid}" in result.stderr, flag
+    assert run.last_ckpt.exists()  # --overwrite removed nothing
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     assert _read_claim(run.path)["pid"] == proc.pid  # the killed holder's claim is left behind
