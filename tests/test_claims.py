@@ -346,6 +346,18 @@ def test_a_train_all_task_on_a_run_being_written_fails_in_one_line(tensors, tmp_
     assert not task.run.path.exists()
 
 
+def test_a_cross_validation_folder_being_written_is_refused_before_any_fold_trains(tmp_path):
+    from nlbkit.train.cv import run_cv
+    from tests.training_fixtures import tiny_config, write_train_only
+
+    tensors = write_train_only(tmp_path / "train_5ms.h5")
+    out = tmp_path / "cv"
+    with held_elsewhere(out) as pid, pytest.raises(ClaimHeld, match=f"{out}: cross-validation folder is "
+                                                                    f"being written by process {pid} on"):
+        run_cv("mc_maze_small", tiny_config(), tensors, 5, out)
+    assert not out.exists()
+
+
 def test_a_busy_shared_baseline_is_fitted_under_the_runs_own_tag(tensors, tmp_path):
     from nlbkit.train.run import train_run
     from tests.training_fixtures import tiny_config
