@@ -86,18 +86,21 @@ def claim_path(target: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
-def claim(target: str | os.PathLike, what: str = "run directory", wait_s: float = 0.0) -> Iterator[Path]:
+def claim(target: str | os.PathLike, what: str = "run directory", wait_s: float = 0.0,
+          take_foreign: bool = False) -> Iterator[Path]:
     """Hold the claim on `target` for the block; ClaimHeld (one line) if another process holds it.
 
     With `wait_s`, a live holder is waited for that many seconds before giving up (a restarted Ray
-    trial whose predecessor is still exiting). Yields the claim file's path.
+    trial whose predecessor is still exiting). With `take_foreign`, a claim of another host still
+    there after the wait is taken over: only for a caller that knows nobody else writes `target`
+    (a sweep trial, inside the sweep directory its driver holds). Yields the claim file's path.
     """
     path = claim_path(target)
     key = _key(path)
     if _HELD.get(key) == os.getpid():  # this process holds it already: the outer block releases it
         yield path
         return
-    mine = _acquire(Path(target), path, what, wait_s)
+    mine = _acquire(Path(target), path, what, wait_s, take_foreign)
     _HELD[key] = os.getpid()
     try:
         yield path
@@ -125,7 +128,7 @@ def check_not_being_written(target: str | os.PathLike) -> None:
 
 
 # --- the claim file ---------------------------------------------------------------------------
-def _acquire(target: Path, path: Path, what: str, wait_s: float) -> bytes:
+def _acquire(target: Path, path: Path, what: str, wait_s: float, take_foreign: bool) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True)
     record = json.dumps(asdict(_this_process())) + "\n"
     mine = record.encode()
@@ -142,6 +145,9 @@ def _acquire(target: Path, path: Path, what: str, wait_s: float) -> bytes:
             continue
         if time.monotonic() < deadline:
             time.sleep(_POLL_S)
+            continue
+        if take_foreign and holder is not None and holder.host != socket.gethostname():
+            _break(path, raw)
             continue
         raise ClaimHeld(_held_message(target, path, what, holder))
 

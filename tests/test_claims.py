@@ -137,6 +137,9 @@ def test_a_reused_pid_does_not_keep_a_claim_but_another_hosts_claim_holds(tmp_pa
         with claim(target):
             pass
     assert holder_of(target).host == "elsewhere"
+    # A sweep trial takes over what another node's earlier attempt left, once the wait is over.
+    with claim(target, wait_s=0.3, take_foreign=True):
+        assert _read_claim(target)["pid"] == os.getpid()
 
 
 def test_an_unreadable_claim_file_stops_writers_with_the_file_named(tmp_path):

@@ -179,8 +179,10 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     name = run_name(context.dataset, context.bin_ms, "val", "langevin", trial_id)
     run = RunDir(Path(context.trials_root) / name)
     # A trial restarted from a checkpoint (PBT, a resume) may start while the process that ran it
-    # before is still exiting: wait for that one's claim rather than fail.
-    with claim(run.path, wait_s=TRIAL_CLAIM_WAIT_S):
+    # before is still exiting: wait for that one's claim rather than fail. The sweep's driver holds
+    # the sweep directory and Tune runs one attempt of a trial at a time, so a claim that another
+    # node's attempt left (a lost node, a killed job) is taken over after the wait.
+    with claim(run.path, wait_s=TRIAL_CLAIM_WAIT_S, take_foreign=True):
         checkpoint = tune.get_checkpoint()
         if checkpoint is not None:
             with checkpoint.as_directory() as folder:
