@@ -16,7 +16,7 @@ takes a stale claim over; breaking it is serialised per folder (`flock`), so of 
 that find the same stale claim one takes it. A claim of another host is never judged from here:
 it holds until that process removes it, or a user deletes the file (the message names it).
 
-Readers (`RunDir.info`, hence `evaluate`, `report`, `leaderboard`, `ensemble`, `submit`) call
+Readers (`RunDir.info`, hence `evaluate`, `report`, `leaderboard`, `predict`, `ensemble`, `submit`) call
 `check_not_being_written`: a run claimed by another live process is refused, not read half-written.
 
 Claims are per process and re-entrant: a process holding a claim may claim it again (an ensemble
