@@ -193,7 +193,7 @@ def _train_args(tensors: Path, run_root: Path, seed: int, epochs: int) -> list[s
             "--epochs", str(epochs), "--quiet", *TINY]
 
 
-@pytest.mark.slow  # two interpreters importing torch, then three tiny trainings each: ~40 s here
+@pytest.mark.slow  # two interpreters importing torch, then three tiny trainings each: 15-18 s here
 def test_two_trains_started_together_on_one_run_directory_one_trains(tensors, tmp_path):
     """Repeated: exactly one trains, the other exits non-zero with one line, and every file of the
     run is the winner's (its seed and epoch count, which the two racers do not share)."""
@@ -233,7 +233,7 @@ def test_two_trains_started_together_on_one_run_directory_one_trains(tensors, tm
             "checkpoints", "config.json", "metrics.csv", "rates.h5", "run.json", "scores.json"]
 
 
-@pytest.mark.slow  # one interpreter importing torch and training until it is killed: ~15 s here
+@pytest.mark.slow  # one interpreter importing torch and training until it is killed: 10-14 s each here
 @pytest.mark.parametrize("resumer", ["train --resume", "train-all"])
 def test_a_killed_train_leaves_a_stale_claim_that_the_next_run_takes_over(tensors, tmp_path, resumer):
     runs = tmp_path / "runs"
