@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nlbkit.claims import claim
 from nlbkit.errors import NlbkitError
 from nlbkit.paths import fsync_dir, plain_dir_mode
 from nlbkit.runs import RunDir, RunInfo, read_rates, read_run
@@ -106,8 +107,20 @@ def ensemble_runs(
     data_dir: str | os.PathLike | None = None,
     targets_file: str | os.PathLike | None = None,
 ) -> EnsembleResult:
-    """Average the members' rates into the run directory `output`, score it and the members."""
-    output = Path(output)
+    """Average the members' rates into the run directory `output`, score it and the members.
+
+    Holds `output`'s claim while it checks and writes it (`nlbkit.claims`)."""
+    with claim(output):
+        return _ensemble_runs(run_dirs, Path(output), overwrite, data_dir, targets_file)
+
+
+def _ensemble_runs(
+    run_dirs: Sequence[str | os.PathLike],
+    output: Path,
+    overwrite: bool,
+    data_dir: str | os.PathLike | None,
+    targets_file: str | os.PathLike | None,
+) -> EnsembleResult:
     members = [read_run(d) for d in run_dirs]
     check_members(members)
     if any(_same_file(output, m.run_dir) for m in members if output.exists()):

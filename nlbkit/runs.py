@@ -19,6 +19,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from nlbkit.claims import check_not_being_written
 from nlbkit.config import RunConfig, from_dict, to_dict
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import get_spec
@@ -132,7 +133,9 @@ class RunDir:
         return self.path / "checkpoints" / "smoothing.npz"
 
     def info(self) -> RunInfo:
-        """`run.json`, checked; a missing or malformed file is an error naming it."""
+        """`run.json`, checked; a missing or malformed file is an error naming it, and so is a run
+        that another process is writing (`nlbkit.claims`): no reader sees it half-written."""
+        check_not_being_written(self.path)
         try:
             meta = json.loads(self.run_json.read_text())
             info = RunInfo.from_json(self.path, meta)
@@ -238,7 +241,8 @@ def create_run(
     """Make (or, with `resume`, reopen) a run directory and write run.json and config.json.
 
     An existing directory is an error unless `resume` (keeps its checkpoints and log) or `overwrite`
-    (starts it afresh).
+    (starts it afresh). The caller holds the directory's claim (`nlbkit.claims.claim`) from here
+    until its last file is written.
     """
     run = RunDir(Path(root) / name)
     if run.path.exists() and any(run.path.iterdir()):

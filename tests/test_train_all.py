@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from nlbkit.claims import holder_of
 from nlbkit.errors import NlbkitError
 from nlbkit.runs import RunDir
 from nlbkit.train.parallel import (
@@ -217,6 +218,8 @@ def test_an_interrupted_leaderboard_continues_where_it_stopped(two_datasets, tmp
         n for n in names if n not in {*finished, *half_written} and RunDir(runs / n).last_ckpt.exists()
     }
     assert with_checkpoint
+    # Ray's workers were shut down mid-run: each claim was released or left by a dead process.
+    assert all(holder_of(runs / n) is None for n in names)
 
     command = _command(two_datasets, runs)
     second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
@@ -234,3 +237,4 @@ def test_an_interrupted_leaderboard_continues_where_it_stopped(two_datasets, tmp
             assert re.search(rf"start  {name} \({action},", log), log
             assert re.search(rf"done   {name} in [\d.]+ s \(8 epochs\)", log), log
     assert f"4 runs: {4 - len(finished)} done, {len(finished)} skipped, 0 failed" in log
+    assert list(runs.glob(".*.claim")) == []  # every claim released, stale ones taken over

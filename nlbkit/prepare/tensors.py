@@ -21,6 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from nlbkit.claims import claim
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import BehaviorSource, DatasetSpec, check_bin, get_spec
 from nlbkit.nlb.h5io import Groups
@@ -149,11 +150,13 @@ def prepare(
 
     Arrays are stored uncompressed unless `compress` (LZF with shuffle: about 3x smaller files,
     and about as long to write as all the rest of the work). On any error nothing is left behind
-    and an existing tensors file stays as it was.
+    and an existing tensors file stays as it was. The file is claimed while it is written
+    (`nlbkit.claims`): a second `prepare` of it at the same time is refused.
     """
     final = tensors_path(dataset, check_bin(bin_ms), data_dir)
     nwb_paths(get_spec(dataset), data_dir)  # fail before anything is created
-    with atomic_path(final) as tmp, h5py.File(tmp, "w") as f:
+    # One `prepare` per file: a second one at the same time is refused, not left to redo the work.
+    with claim(final, "tensor file"), atomic_path(final) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["dataset"] = dataset
         f.attrs["bin_ms"] = bin_ms
         for name, arrays in iter_groups(dataset, bin_ms, data_dir, progress=progress):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nlbkit.claims import claim
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import BIN_SIZES_MS, DATASET_NAMES, get_spec
 from nlbkit.nlb.h5io import Groups, write_h5_groups
@@ -124,14 +125,16 @@ def default_output(phase: str, root: str | os.PathLike = SUBMISSIONS_DIR) -> Pat
 def write_submission(
     groups: Groups, output: str | os.PathLike, phase: str, runs: Iterable[RunInfo] = ()
 ) -> Path:
-    """Write the groups as float32 in the EvalAI layout, atomically; returns the path."""
+    """Write the groups as float32 in the EvalAI layout, atomically, holding the file's claim
+    (`nlbkit.claims`); returns the path."""
     data = {
         name: {key: np.asarray(arrays[key], dtype=np.float32) for key in RATE_KEYS}
         for name, arrays in groups.items()
     }
     run_dirs = [str(run.run_dir) for run in runs]
-    return write_h5_groups(output, data, root_attrs={"phase": phase, "runs": run_dirs} if run_dirs
-                           else {"phase": phase})
+    with claim(output, "submission file"):  # two submits to one file at once: one writes it
+        return write_h5_groups(output, data, root_attrs={"phase": phase, "runs": run_dirs} if run_dirs
+                               else {"phase": phase})
 
 
 def submit_runs(

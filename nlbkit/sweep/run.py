@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from nlbkit.claims import claim
 from nlbkit.config import (
     RunConfig,
     TrainConfig,
@@ -53,6 +54,7 @@ from nlbkit.train.checkpoint import load_checkpoint, save_checkpoint
 METRIC = "val_co_bps"  # the latest validation co-bps: what the schedulers act on
 SCHEDULERS = ("asha", "pbt")
 CKPT_FILES = ("checkpoints/last.pt", "checkpoints/best.pt", "metrics.csv", "config.json")
+TRIAL_CLAIM_WAIT_S = 60.0
 REPORTED = ("epoch", "val_co_bps", "best_co_bps", "loss", "nll", "kl", "val_nll", "lr")
 
 
@@ -176,25 +178,30 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     trial_id = tune.get_context().get_trial_id()
     name = run_name(context.dataset, context.bin_ms, "val", "langevin", trial_id)
     run = RunDir(Path(context.trials_root) / name)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            restore_checkpoint(Path(folder), run, cfg)
-    reporter = EpochReporter(run, cfg.train.epochs)
-    outcome = train_run(
-        context.dataset,
-        cfg,
-        bin_ms=context.bin_ms,
-        phase="val",
-        model="langevin",
-        from_tensors=context.tensors,
-        run_root=context.trials_root,
-        tag=trial_id,
-        resume=checkpoint is not None,
-        overwrite=checkpoint is None,
-        progress=False,
-        on_epoch=reporter,
-    )
+    # A trial restarted from a checkpoint (PBT, a resume) may start while the process that ran it
+    # before is still exiting: wait for that one's claim rather than fail. The sweep's driver holds
+    # the sweep directory and Tune runs one attempt of a trial at a time, so a claim that another
+    # node's attempt left (a lost node, a killed job) is taken over after the wait.
+    with claim(run.path, wait_s=TRIAL_CLAIM_WAIT_S, take_foreign=True):
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as folder:
+                restore_checkpoint(Path(folder), run, cfg)
+        reporter = EpochReporter(run, cfg.train.epochs)
+        outcome = train_run(
+            context.dataset,
+            cfg,
+            bin_ms=context.bin_ms,
+            phase="val",
+            model="langevin",
+            from_tensors=context.tensors,
+            run_root=context.trials_root,
+            tag=trial_id,
+            resume=checkpoint is not None,
+            overwrite=checkpoint is None,
+            progress=False,
+            on_epoch=reporter,
+        )
     # No report after the last epoch: the run's files (metrics.csv, scores.json) hold it, and a
     # scheduler acting on a last report would only restart a trial that has ended.
     del outcome
@@ -295,6 +302,12 @@ def run_sweep(opts: SweepOptions) -> SweepResult:
         raise NlbkitError(f"{tensors}: tensor file not found (run `nlbkit prepare` first, or --from-tensors)")
     check_local_resources(opts)
     sweep_dir = opts.sweep_dir()
+    with claim(sweep_dir, "sweep"):  # one sweep command per sweep directory
+        return _run_claimed(opts, space, cfg, tensors, sweep_dir)
+
+
+def _run_claimed(opts: SweepOptions, space: SearchSpace, cfg: RunConfig, tensors: Path,
+                 sweep_dir: Path) -> SweepResult:
     experiment = sweep_dir / "tune"
     if opts.restart and sweep_dir.exists():
         shutil.rmtree(sweep_dir)

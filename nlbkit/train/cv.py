@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nlbkit.claims import claim
 from nlbkit.config import RunConfig
 from nlbkit.errors import NlbkitError
 from nlbkit.models import get_model
@@ -206,7 +207,15 @@ def run_cv(
     progress: Callable[[str], None] | None = None,
     train_progress: bool = False,
 ) -> CvResult:
-    """Run `plan` on `tensors` (a 5 ms train-only file) at `bin_ms`; write out_dir/cv.csv (see module doc)."""
+    """Run `plan` on `tensors` (a 5 ms train-only file) at `bin_ms`; write out_dir/cv.csv (see module doc).
+
+    `out_dir` is claimed for the whole run (`nlbkit.claims`): one cross-validation per folder."""
+    with claim(out_dir, "cross-validation folder"):
+        return _run_cv(dataset, cfg, tensors, bin_ms, Path(out_dir), plan, progress, train_progress)
+
+
+def _run_cv(dataset: str, cfg: RunConfig, tensors: str | Path, bin_ms: int, out_dir: Path,
+            plan: CvPlan | None, progress: Callable[[str], None] | None, train_progress: bool) -> CvResult:
     plan = plan or CvPlan()
     for model in plan.models:
         get_model(model)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from nlbkit.claims import claim
 from nlbkit.config import RunConfig
 from nlbkit.ensemble import EnsembleResult, ensemble_runs
 from nlbkit.errors import NlbkitError
@@ -108,44 +109,46 @@ def train_members(
     if tag is None and from_tensors is not None and is_train_only(from_tensors):
         tag = "holdout"
     output = Path(run_root) / run_name(dataset, bin_ms, phase, model, tag)
-    if output.exists() and any(output.iterdir()) and not (resume or overwrite):
-        raise NlbkitError(
-            f"{output}: run directory exists; pass --resume to continue it, --overwrite to start it "
-            "again, or --tag NAME for a new one"
-        )
-    members: list[TrainOutcome] = []
-    baseline: dict[str, float] = {}
-    for k in range(plan.count):
-        member_cfg = plan.member_config(cfg, k)
-        member_run = RunDir(Path(run_root) / run_name(dataset, bin_ms, phase, model, plan.member_tag(k, tag)))
-        head = f"member {k + 1}/{plan.count} (seed {member_cfg.train.seed}" + (
-            f", validates on fold {k})" if plan.bagging else ")"
-        )
-        started = time.perf_counter()
-        if resume and member_run.finished():
-            outcome = TrainOutcome(run=member_run, scores=member_run.scores() or {})
-            say(f"{head}: finished before, kept: {member_run.path}")
-        else:
-            say(f"{head}: training -> {member_run.path}")
-            outcome = train_run(
-                dataset, member_cfg, bin_ms=bin_ms, phase=phase, model=model, data_dir=data_dir,
-                from_tensors=from_tensors, run_root=run_root, tag=plan.member_tag(k, tag),
-                resume=resume and member_run.run_json.exists(), overwrite=overwrite, progress=progress,
-                eval_index=eval_index,
+    with claim(output):  # the whole ensemble, members included: one command at a time
+        if output.exists() and any(output.iterdir()) and not (resume or overwrite):
+            raise NlbkitError(
+                f"{output}: run directory exists; pass --resume to continue it, --overwrite to start it "
+                "again, or --tag NAME for a new one"
             )
-            shown = "  ".join(f"{m} {v:.4f}" for m, v in outcome.scores.items() if m in _SHOWN)
-            say(f"{head}: {shown or 'done'}  "
-                f"({outcome.epochs} epochs, {time.perf_counter() - started:.0f} s)")
-        if k == 0:
-            baseline = outcome.baseline
-            held = outcome.run.info().eval_index
-            if eval_index is None and held is not None:
-                eval_index = np.asarray(held)  # every member holds out the first member's trials
-        members.append(outcome)
-    ensemble = ensemble_runs(
-        [m.run.path for m in members], output, overwrite=True, data_dir=data_dir
-    )
-    return MembersOutcome(members=members, ensemble=ensemble, baseline=baseline)
+        members: list[TrainOutcome] = []
+        baseline: dict[str, float] = {}
+        for k in range(plan.count):
+            member_cfg = plan.member_config(cfg, k)
+            member_tag = plan.member_tag(k, tag)
+            member_run = RunDir(Path(run_root) / run_name(dataset, bin_ms, phase, model, member_tag))
+            head = f"member {k + 1}/{plan.count} (seed {member_cfg.train.seed}" + (
+                f", validates on fold {k})" if plan.bagging else ")"
+            )
+            started = time.perf_counter()
+            if resume and member_run.finished():
+                outcome = TrainOutcome(run=member_run, scores=member_run.scores() or {})
+                say(f"{head}: finished before, kept: {member_run.path}")
+            else:
+                say(f"{head}: training -> {member_run.path}")
+                outcome = train_run(
+                    dataset, member_cfg, bin_ms=bin_ms, phase=phase, model=model, data_dir=data_dir,
+                    from_tensors=from_tensors, run_root=run_root, tag=member_tag,
+                    resume=resume and member_run.run_json.exists(), overwrite=overwrite, progress=progress,
+                    eval_index=eval_index,
+                )
+                shown = "  ".join(f"{m} {v:.4f}" for m, v in outcome.scores.items() if m in _SHOWN)
+                say(f"{head}: {shown or 'done'}  "
+                    f"({outcome.epochs} epochs, {time.perf_counter() - started:.0f} s)")
+            if k == 0:
+                baseline = outcome.baseline
+                held = outcome.run.info().eval_index
+                if eval_index is None and held is not None:
+                    eval_index = np.asarray(held)  # every member holds out the first member's trials
+            members.append(outcome)
+        ensemble = ensemble_runs(
+            [m.run.path for m in members], output, overwrite=True, data_dir=data_dir
+        )
+        return MembersOutcome(members=members, ensemble=ensemble, baseline=baseline)
 
 
 _SHOWN = ("co-bps", "vel R2", "psth R2", "fp-bps")

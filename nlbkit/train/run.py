@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nlbkit.claims import ClaimHeld, claim, holder_of
 from nlbkit.config import RunConfig, SmoothingConfig, resolve_for_bin
 from nlbkit.errors import NlbkitError
 from nlbkit.models import get_model
@@ -104,20 +105,20 @@ def train_run(
     }
     if data.eval_index is not None:
         info["eval_index"] = data.eval_index.tolist()
-    run = create_run(
-        run_root, run_name(dataset, bin_ms, data.phase, model, tag), info, cfg, resume, overwrite
-    )
-    if not entry.uses_torch:
-        train_rates, eval_rates = _fit_smoothing(run, data, cfg.smoothing, bin_ms)
-        epochs, stop_note = 0, None
-    else:
-        train_rates, eval_rates, epochs, stop_note = _fit_torch(
-            run, data, cfg, resume, progress, model_factory, on_epoch
-        )
-    rates = rates_dict(train_rates, eval_rates, data.n_heldin, data.fit.heldin.shape[1])
-    run.write_rates(RunInfo.from_json(run.path, info), rates)
-    scores = score_rates(dataset, bin_ms, data.targets, rates, run.rates_h5)
-    run.write_scores(scores)
+    name = run_name(dataset, bin_ms, data.phase, model, tag)
+    with claim(Path(run_root) / name):  # before the exists check: one writer per run directory
+        run = create_run(run_root, name, info, cfg, resume, overwrite)
+        if not entry.uses_torch:
+            train_rates, eval_rates = _fit_smoothing(run, data, cfg.smoothing, bin_ms)
+            epochs, stop_note = 0, None
+        else:
+            train_rates, eval_rates, epochs, stop_note = _fit_torch(
+                run, data, cfg, resume, progress, model_factory, on_epoch
+            )
+        rates = rates_dict(train_rates, eval_rates, data.n_heldin, data.fit.heldin.shape[1])
+        run.write_rates(RunInfo.from_json(run.path, info), rates)
+        scores = score_rates(dataset, bin_ms, data.targets, rates, run.rates_h5)
+        run.write_scores(scores)
     outcome = TrainOutcome(run=run, scores=scores, epochs=epochs, stop_note=stop_note)
     if model == "langevin" and cfg.train.compare_smoothing and scores:
         outcome.baseline = baseline_scores(
@@ -194,34 +195,43 @@ def baseline_scores(
     """The smoothing baseline's scores on the same trials: a matching run if there is one, else fit.
 
     Looked for under the run's own tag, then untagged (`--tag s0`, `--tag s1`, a sweep's best
-    configuration all share one baseline). A new fit goes to the untagged name while that is free.
+    configuration all share one baseline). A new fit goes to the untagged name while that is free,
+    and to the run's own tag when another command is fitting the untagged one at that moment.
     """
     own = run_name(dataset, bin_ms, phase, "smoothing", tag)
     default_tag = "holdout" if info.get("eval_source") == "holdout" else None
     shared = run_name(dataset, bin_ms, phase, "smoothing", default_tag)
     for name in dict.fromkeys((own, shared)):
         sibling = RunDir(Path(run_root) / name)
-        if sibling.run_json.exists() and sibling.scores_json.exists():
+        if sibling.run_json.exists() and sibling.scores_json.exists() and holder_of(sibling.path) is None:
             other, current = sibling.info(), RunInfo.from_json(sibling.path, info)
             same = all(getattr(other, k) == getattr(current, k) for k in ("tensors", "eval_index"))
             if same and sibling.config().smoothing == cfg.smoothing:
                 return sibling.scores() or {}
     target_tag = default_tag if not (Path(run_root) / shared).exists() else tag
-    outcome = train_run(
-        dataset,
-        cfg,
-        bin_ms=bin_ms,
-        phase=phase,
-        model="smoothing",
-        data_dir=data_dir,
-        from_tensors=from_tensors,
-        run_root=run_root,
-        tag=target_tag,
-        overwrite=True,
-        progress=False,
-        eval_index=eval_index,
-    )
-    return outcome.scores
+
+    def fit(fit_tag: str | None) -> dict[str, float]:
+        return train_run(
+            dataset,
+            cfg,
+            bin_ms=bin_ms,
+            phase=phase,
+            model="smoothing",
+            data_dir=data_dir,
+            from_tensors=from_tensors,
+            run_root=run_root,
+            tag=fit_tag,
+            overwrite=True,
+            progress=False,
+            eval_index=eval_index,
+        ).scores
+
+    try:
+        return fit(target_tag)
+    except ClaimHeld:
+        if target_tag == tag:
+            raise
+        return fit(tag)  # another command fits the shared baseline right now: fit one of this tag
 
 
 def _read_input(path: Path, run_phase: str) -> tuple[np.ndarray, np.ndarray | None]:
