@@ -53,7 +53,7 @@ class TrainConfig:
     fit_val_heldin: bool = True
     # The scored (eval) trials' held-in spikes also train the held-in reconstruction; their held-out
     # and forward entries are never read (NLB hands the held-in spikes out with the eval trials).
-    # Off: on 5 ms real mc_maze_small CV folds 0-1 x seeds 0-1 it lowered co-bps (docs/results.md).
+    # Off: on 5 ms real mc_maze_small CV folds 0-1 x seeds 0-1 it lowered co-bps (docs/results-archive.md).
     fit_eval_heldin: bool = False
     eval_fraction: float = 0.2  # files with train trials only: trials held out as the scored eval set
     grad_clip: float = 200.0
@@ -158,7 +158,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         "smoothing.kern_sd_ms": 60.0,
         "smoothing.alpha": 0.1,
     },
-    # Measured on real mc_maze_small (docs/results.md): hidden 64 (128 overfits sooner) with the
+    # Measured on real mc_maze_small (docs/results-archive.md): hidden 64 (128 overfits sooner) with the
     # released feed-forward width; dropout 0.2 (0.05 overfits 60 trials within ~150 epochs); no
     # weight decay (Adam's L2 term outweighs the small gradients of a per-bin mean NLL at 5 ms:
     # 0.16-0.18 held-out co-bps with 2e-5 against 0.22-0.23 without); early stopping on the
@@ -174,18 +174,20 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         # Every trial trains, none held back to validate: a fixed 210 epochs (about where the
         # validation co-bps had peaked), and the rates come from the last weights' average. 5-fold
         # CV, chosen on folds 0-1 x seeds 0-1, confirmed on folds 2-4 x seeds 0-1: +0.022 co-bps
-        # at 5 ms (6 of 6), +0.003 at 20 ms (3 of 6) (docs/results.md, "Training on every
-        # trial"). `nlbkit sweep` holds back the usual share, since it ranks its trials on them.
+        # at 5 ms (6 of 6), +0.003 at 20 ms (3 of 6) (docs/results.md, "How the current
+        # defaults were chosen"). `nlbkit sweep` holds back the usual share, since it ranks its
+        # trials on them.
         "train.val_fraction": 0.0,
         "train.epochs": 210,
         "train.kl_ramp_epochs": 75,
         "train.patience": 80,
         # 5-fold CV on the real train trials, no setting chosen on them: 3 seeds averaged 0.259
-        # co-bps against 0.214 for single runs (docs/results.md, "Seed ensembles").
+        # co-bps against 0.214 for single runs with the defaults of the time (docs/results-archive.md,
+        # "Seed ensembles"); with the current ones, docs/results.md's first table.
         "train.seeds": 3,
         # 5-fold CV x 3 seeds at 5 and 20 ms, chosen on folds 0-1 x seeds 0-1 and confirmed on
         # folds 2-4: single runs +0.029 (5 ms) and +0.018 (20 ms) co-bps; 3-seed means within
-        # +-0.004 of those without it (docs/results.md, "An average of the weights"). At 210
+        # +-0.004 of those without it (docs/results-archive.md, "An average of the weights"). At 210
         # epochs the horizon is capped at 35 (a sixth of the epochs), as measured.
         "train.ema_epochs": 50,
         "train.val_samples": 10,

@@ -1,11 +1,11 @@
 """Ensembles: the mean of several runs' rates, written as a run directory of its own.
 
-The members must be runs of one dataset, bin and phase, on the same trials (the same tensor file
-and, for runs on held-out train trials, the same held-out indices), with rate arrays of the same
-shapes. The ensemble's directory holds what `nlbkit evaluate` and `nlbkit submit` read from any
-run: `run.json` (model 'ensemble', the member list), `rates.h5` (the arithmetic mean of the members'
-rates per bin, key by key), `scores.json` when it can be scored locally, and `ensemble.json` with
-the members' scores beside the ensemble's.
+The members must be runs of one dataset, bin and phase, on the same trials (tensor files with the
+same contents, `trials_fingerprint`, wherever they lie, and, for runs on held-out train trials, the
+same held-out indices), with rate arrays of the same shapes. The ensemble's directory holds what
+`nlbkit evaluate` and `nlbkit submit` read from any run: `run.json` (model 'ensemble', the member
+list), `rates.h5` (the arithmetic mean of the members' rates per bin, key by key), `scores.json`
+when it can be scored locally, and `ensemble.json` with the members' scores beside the ensemble's.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 
 from nlbkit.claims import claim
 from nlbkit.errors import NlbkitError
+from nlbkit.nlb.tensor_file import trials_fingerprint
 from nlbkit.paths import fsync_dir, plain_dir_mode
 from nlbkit.runs import RunDir, RunInfo, read_rates, read_run
 from nlbkit.scoring.evaluate import RunScore, score_run
@@ -47,10 +48,20 @@ def _same_file(a: Path | None, b: Path | None) -> bool:
 
 
 def check_members(members: Sequence[RunInfo]) -> None:
-    """Refuse members of different datasets, bins, phases, tensor files or held-out trials."""
+    """Refuse members of different datasets, bins, phases, trials or held-out trials.
+
+    Tensor files at different paths are compared by content: copies of one file are the same trials.
+    """
     if len(members) < 2:
         raise NlbkitError("an ensemble needs at least two runs")
     first = members[0]
+    fingerprints: dict[Path, str] = {}
+
+    def fingerprint(path: Path) -> str:
+        if path not in fingerprints:
+            fingerprints[path] = trials_fingerprint(path)
+        return fingerprints[path]
+
     for other in members[1:]:
         for what in ("dataset", "bin_ms", "phase", "eval_index"):
             if getattr(other, what) != getattr(first, what):
@@ -60,9 +71,14 @@ def check_members(members: Sequence[RunInfo]) -> None:
                     f"({getattr(other, what)!r} vs {getattr(first, what)!r}); an ensemble averages runs "
                     "of the same trials"
                 )
-        if not _same_file(other.tensors, first.tensors):
+        a, b = first.tensors, other.tensors
+        if a is None or b is None:
+            same = a == b
+        else:
+            same = _same_file(a, b) or fingerprint(a) == fingerprint(b)
+        if not same:
             raise NlbkitError(
-                f"{other.run_dir}: trained on {other.tensors}, {first.run_dir} on {first.tensors}; "
+                f"{other.run_dir}: trained on {b}, {first.run_dir} on {a}, files with other trials; "
                 "an ensemble averages runs of the same trials"
             )
     if len({m.run_dir.absolute() for m in members}) < len(members):

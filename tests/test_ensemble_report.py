@@ -82,6 +82,54 @@ def test_ensemble_refuses_runs_of_other_trials(runs, tmp_path):
     assert not (tmp_path / "ens").exists()
 
 
+def _run_on(run_dir, tensors, target):
+    """A copy of the run directory `run_dir` at `target` that records `tensors` as its tensor file."""
+    shutil.copytree(run_dir, target)
+    info = json.loads((target / "run.json").read_text())
+    (target / "run.json").write_text(json.dumps({**info, "tensors": str(tensors)}))
+    return target
+
+
+def test_ensemble_accepts_runs_on_copies_of_one_tensor_file(runs, tmp_path):
+    import h5py
+
+    _, first, second, _ = runs
+    tensors = read_run(first).tensors
+    copy = tmp_path / "elsewhere" / tensors.name
+    copy.parent.mkdir()
+    shutil.copyfile(tensors, copy)
+    with h5py.File(copy, "r+") as h5:  # provenance differs, as in each `nlbkit cv --out` copy
+        h5.attrs["rebinned_from"] = str(tmp_path / "another" / "path.h5")
+    assert copy.read_bytes() != tensors.read_bytes()
+    moved = _run_on(second, copy, tmp_path / "second_on_copy")
+    result = ensemble_runs([first, moved], tmp_path / "ens")
+    expected = ensemble_runs([first, second], tmp_path / "ens_same_file")
+    for key, value in read_rates(read_run(expected.run_dir)).items():
+        np.testing.assert_array_equal(read_rates(read_run(result.run_dir))[key], value)
+
+
+def test_ensemble_refuses_runs_on_files_with_other_trials(runs, tmp_path):
+    import h5py
+
+    from nlbkit.nlb.tensor_file import trials_fingerprint
+
+    _, first, second, _ = runs
+    tensors = read_run(first).tensors
+    other = tmp_path / tensors.name
+    shutil.copyfile(tensors, other)
+    assert trials_fingerprint(other) == trials_fingerprint(tensors)
+    with h5py.File(other, "r+") as h5:  # one more spike in one bin of one train trial
+        h5["train/train_spikes_heldin"][0, 0, 0] += 1
+    assert trials_fingerprint(other) != trials_fingerprint(tensors)
+    moved = _run_on(second, other, tmp_path / "second_on_other")
+    with pytest.raises(NlbkitError, match="files with other trials"):
+        ensemble_runs([first, moved], tmp_path / "ens")
+    missing = _run_on(second, tmp_path / "gone.h5", tmp_path / "second_on_nothing")
+    with pytest.raises(NlbkitError, match="gone.h5: tensor file not found"):
+        ensemble_runs([first, missing], tmp_path / "ens")
+    assert not (tmp_path / "ens").exists()
+
+
 def test_mean_rates_refuses_other_shapes(runs, tmp_path):
     _, first, second, _ = runs
     other = tmp_path / "fewer_trials"

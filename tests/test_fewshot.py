@@ -175,7 +175,7 @@ def test_silent_neuron_in_the_shots_gives_a_finite_score(data):
 
 
 def test_per_bin_repeats_steps_over_their_bins_and_drops_the_padding():
-    from nlbkit.scoring.fewshot_run import per_bin
+    from nlbkit.train.fewshot import per_bin
 
     steps = np.arange(3, dtype=float)[None, :, None]  # 3 steps of 4 bins cover 10 bins, 2 padded
     np.testing.assert_array_equal(per_bin(steps, 4, 10)[0, :, 0], [0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
@@ -223,7 +223,7 @@ def test_evaluate_fewshot_on_a_smoothing_run(tmp_path, nlbkit_cli):
 @pytest.mark.slow
 def test_fewshot_of_a_langevin_run_reads_z_and_v(tmp_path):
     from nlbkit.runs import read_run
-    from nlbkit.scoring.fewshot_run import langevin_latents, run_fewshot, run_trials
+    from nlbkit.train.fewshot import langevin_latents, run_fewshot, run_trials
     from nlbkit.train.run import train_run
     from tests.training_fixtures import N_IN, T, tiny_config, write_prepared
 

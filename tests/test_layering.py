@@ -1,4 +1,5 @@
-"""The package's shape: no import loops (lazy imports included), and nothing imports the tests."""
+"""The package's shape: no import loops (lazy imports included), nothing imports from a layer above
+it, and nothing imports the tests."""
 
 from __future__ import annotations
 
@@ -32,6 +33,64 @@ def _graph() -> dict[str, set[str]]:
     modules = set(files)
     # A package's __init__ is what `from nlbkit.x import y` runs first; edges to it are not loops.
     return {m: _imports(p, modules) - {m} for m, p in files.items()}
+
+
+# nlbkit's layers, lowest first: a module imports only from its own package or module and from
+# lower layers. Units in one layer are peers and import none of each other. `nlbkit` is the package's
+# own __init__ (the version). A new subpackage or top-level module gets its place here.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("nlbkit", "errors"),
+    ("paths",),
+    ("nlb",),
+    ("models",),
+    ("config", "ray_session"),
+    ("runs",),
+    ("synth",),
+    ("fetch", "prepare"),
+    ("scoring",),
+    ("ensemble", "submit"),
+    ("train",),
+    ("sweep", "report"),
+    ("commands",),
+    ("cli",),
+    ("__main__",),
+)
+
+
+def _unit(module: str) -> str:
+    """nlbkit.train.loop -> 'train'; nlbkit.runs -> 'runs'; nlbkit -> 'nlbkit'."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def upward_imports(graph: dict[str, set[str]], layers=LAYERS) -> list[str]:
+    """'a -> b' for every import of a module from a higher layer or from a peer of its layer."""
+    rank = {unit: i for i, layer in enumerate(layers) for unit in layer}
+    unplaced = sorted({_unit(m) for m in graph} - set(rank))
+    assert not unplaced, f"units without a layer in LAYERS: {unplaced}"
+    return sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        for target in targets
+        if _unit(target) != _unit(module) and rank[_unit(target)] >= rank[_unit(module)]
+    )
+
+
+def test_nothing_imports_from_a_layer_above_it():
+    offenders = upward_imports(_graph())
+    assert not offenders, "imports from the same or a higher layer: " + "; ".join(offenders)
+
+
+def test_the_layer_check_finds_an_import_up_the_tree():
+    """Guards the checker: the import this test replaced (scoring reading train's latents) is found,
+    as is one between peers."""
+    graph = _graph()
+    graph["nlbkit.scoring.fewshot"] = graph["nlbkit.scoring.fewshot"] | {"nlbkit.train.latents"}
+    graph["nlbkit.fetch.archive"] = graph["nlbkit.fetch.archive"] | {"nlbkit.prepare.nwb"}
+    assert upward_imports(graph) == [
+        "nlbkit.fetch.archive -> nlbkit.prepare.nwb",
+        "nlbkit.scoring.fewshot -> nlbkit.train.latents",
+    ]
 
 
 def test_no_import_cycles():

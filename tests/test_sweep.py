@@ -8,7 +8,14 @@ from nlbkit.config import TrainConfig, build_config, to_dict
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import DATASET_NAMES
 from nlbkit.runs import RunDir
-from nlbkit.sweep.run import SweepOptions, base_config, restore_checkpoint, run_sweep, trial_config
+from nlbkit.sweep.run import (
+    SweepOptions,
+    base_config,
+    make_scheduler,
+    restore_checkpoint,
+    run_sweep,
+    trial_config,
+)
 from nlbkit.sweep.space import load_space, param_space, pbt_mutations
 from tests.synth_run_fixtures import synth_tensors, tiny_run
 from tests.training_fixtures import write_prepared
@@ -171,6 +178,58 @@ def test_tiny_asha_sweep_on_a_local_ray_instance_and_its_resume(synth, tmp_path)
                                         "--from-tensors", str(synth), "--run-dir", str(tmp_path), "--quiet"])
     assert trained.exit_code == 0, trained.output
     assert RunDir(tmp_path / "mc_maze_small_5ms_val_langevin_sweep").scores_json.exists()
+
+
+class _SavingController:
+    """The state Ray Tune's controller keeps for one trial, with the controller's own pause and stop
+    methods: the trial reached the generation first and the checkpoint of its pause is still saving."""
+
+    def __init__(self, trial):
+        from types import SimpleNamespace
+
+        from ray.tune.execution.tune_controller import TuneController
+
+        actor = object()
+        self._cached_trial_decisions = {trial.trial_id: "PAUSE"}
+        self._trial_to_actor, self._actor_to_trial = {trial: actor}, {actor: trial}
+        self._actor_manager = SimpleNamespace(clear_actor_task_futures=lambda tracked_actor: None)
+        for name in ("_schedule_trial_stop", "_schedule_trial_pause", "pause_trial"):
+            setattr(self, name, getattr(TuneController, name).__get__(self))
+
+    def _set_trial_status(self, trial, status):
+        trial.set_status(status)
+
+    def _mark_trial_to_checkpoint(self, trial):
+        pass
+
+    def _maybe_cache_trial_actor(self, trial):
+        return False
+
+    def _remove_actor(self, tracked_actor):
+        pass
+
+
+def test_a_trial_pbt_pauses_while_it_saves_has_no_stop_pending():
+    """PBT's exploit pauses a trial whose own pause is still saving: Ray Tune's pause leaves a STOP
+    pending that the restarted trial's next save would carry out; through SynchronousPBT's
+    controller nothing stays pending and the trial is paused."""
+    from ray.tune.experiment import Trial
+
+    from nlbkit.sweep.pbt import PausingController, SynchronousPBT
+
+    outcomes = []
+    for controller in (lambda c: c, PausingController):
+        trial = Trial("run_trial", config={}, trial_id="t_00000", stub=True)
+        trial.set_status(Trial.RUNNING)
+        trial.temporary_state.saving_to = object()  # the pause's save, not resolved yet
+        state = _SavingController(trial)
+        controller(state).pause_trial(trial, should_checkpoint=False)
+        outcomes.append((trial.status, dict(state._cached_trial_decisions)))
+    assert outcomes[1] == (Trial.PAUSED, {})
+    # Ray's own pause leaves a decision pending (2.60: STOP), which is what the controller clears.
+    assert outcomes[0][0] == Trial.PAUSED and outcomes[0][1]
+    scheduler = make_scheduler("pbt", load_space("mc_maze_small", None), 10)
+    assert isinstance(scheduler, SynchronousPBT) and scheduler._synch
 
 
 @pytest.mark.slow

@@ -60,7 +60,7 @@ def command(run_dirs: tuple[Path, ...], phase: str | None, targets_file: Path | 
     if fewshot:
         from nlbkit.errors import NlbkitError
         from nlbkit.scoring.fewshot import column_names
-        from nlbkit.scoring.fewshot_run import run_fewshot
+        from nlbkit.train.fewshot import run_fewshot
 
         mean_name, sd_name = column_names(fewshot_k)
         for s in scores:

@@ -63,13 +63,13 @@ from nlbkit.models import MODEL_NAMES, REGISTRY
 @click.option("--seed", type=int, default=None, help="Random seed (train.seed).")
 @click.option("--ensemble", "n_seeds", type=click.IntRange(min=2), default=None, metavar="N",
               help="Train N members of seeds seed..seed+N-1 and write the mean of their rates to the "
-                   "run directory (members beside it, tagged s0, s1, ...). mc_maze_small: 3 seeds "
-                   "averaged scored 0.259 co-bps in 5-fold CV against 0.214 single (docs/results.md).")
+                   "run directory (members beside it, tagged s0, s1, ...). mc_maze_small: the mean "
+                   "of 3 seeds scores above single runs in 5-fold CV (docs/results.md, first table).")
 @click.option("--bag", "n_bags", type=click.IntRange(min=2), default=None, metavar="K",
               help="Bagging: K members, member k validating on fold k of K folds of the training "
                    "trials (so every trial trains), their mean written as with --ensemble (members "
                    "tagged f0, f1, ...). On mc_maze_small 3 bagged members scored below 3 seeds "
-                   "(docs/results.md).")
+                   "(docs/results-archive.md).")
 @click.option("--epochs", type=int, default=None, help="Number of epochs (train.epochs).")
 @click.option(
     "--device",

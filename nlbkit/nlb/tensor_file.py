@@ -13,6 +13,7 @@ All arrays are (trials, bins, neurons), spike counts per bin.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,6 +201,43 @@ def read_train_trials(path: str | Path) -> TrialSet:
         if "train_spikes_heldin" not in h5:
             raise NlbkitError(f"{path}: not a file of train trials (no 'train_spikes_heldin' at its root)")
         return train_trials(h5, path)
+
+
+def trials_fingerprint(path: str | Path) -> str:
+    """A SHA-256 of every array in a tensor file (name, dtype, shape and values), attributes left out:
+    two files with the same fingerprint hold the same trials, wherever they lie and whatever
+    provenance their attributes record (`nlbkit cv` writes a rebinned copy per output folder)."""
+    digest = hashlib.sha256()
+    with open_h5(Path(path), "tensor file") as h5:
+        names: list[str] = []
+        h5.visit(names.append)  # every group and dataset below the root
+        for name in sorted(names):
+            node = h5[name]
+            if isinstance(node, h5py.Dataset):
+                digest.update(f"{name}\0{node.dtype.str}\0{node.shape}\0".encode())
+                for block in _blocks(node):
+                    _add_values(digest, block)
+    return digest.hexdigest()
+
+
+def _blocks(node: h5py.Dataset, limit: int = 64 << 20):
+    """The dataset's values in slices along its first axis of about `limit` bytes (all at once if scalar)."""
+    if not node.shape or node.shape[0] == 0:
+        yield np.asarray(node[()])
+        return
+    row_bytes = max(1, node.dtype.itemsize * int(np.prod(node.shape[1:], dtype=np.int64)))
+    rows = max(1, limit // row_bytes)
+    for start in range(0, node.shape[0], rows):
+        yield node[start : start + rows]
+
+
+def _add_values(digest, block: np.ndarray) -> None:
+    if block.dtype.kind == "O":  # variable-length entries (index lists, strings): their values, not pointers
+        for item in block.reshape(-1):
+            data = item if isinstance(item, bytes) else np.ascontiguousarray(item).tobytes()
+            digest.update(len(data).to_bytes(8, "little") + data)
+    else:
+        digest.update(np.ascontiguousarray(block).tobytes())
 
 
 def is_train_only(path: str | Path) -> bool:

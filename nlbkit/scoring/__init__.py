@@ -1,2 +1,3 @@
 """Scores: nlb_tools' metrics (`metrics`), the one path that scores a run (`evaluate`), tables,
-few-shot co-bps (`fewshot`, `fewshot_run`) and the rank among published entries (`leaderboard`)."""
+few-shot co-bps on given latents (`fewshot`) and the rank among published entries (`leaderboard`).
+A run's own few-shot co-bps, which needs its trained model, is `nlbkit.train.fewshot`."""

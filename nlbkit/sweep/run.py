@@ -235,7 +235,7 @@ def base_config(opts: SweepOptions, space: SearchSpace) -> RunConfig:
 
 def make_scheduler(kind: str, space: SearchSpace, max_epochs: int):
     """ASHA (stops poor trials at epoch milestones) or PBT (copies good trials, perturbs values)."""
-    from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
+    from ray.tune.schedulers import ASHAScheduler
 
     if kind == "asha":
         grace = min(int(space.asha.get("grace_period", 10)), max_epochs)
@@ -246,15 +246,16 @@ def make_scheduler(kind: str, space: SearchSpace, max_epochs: int):
             reduction_factor=float(space.asha.get("reduction_factor", 3)),
         )
     if kind == "pbt":
+        from nlbkit.sweep.pbt import SynchronousPBT
+
         interval = min(int(space.pbt.get("perturbation_interval", 10)), max_epochs)
-        return PopulationBasedTraining(
+        # Generations, as AutoLFADS: every trial reaches the interval, then the bottom quantile
+        # copies the top one; deterministic where asynchronous exploits depend on timing.
+        return SynchronousPBT(
             time_attr="epoch",
             perturbation_interval=max(1, interval),
             hyperparam_mutations=pbt_mutations(space),
             quantile_fraction=float(space.pbt.get("quantile_fraction", 0.25)),
-            # Generations, as AutoLFADS: every trial reaches the interval, then the bottom quantile
-            # copies the top one; deterministic where asynchronous exploits depend on timing.
-            synch=True,
         )
     raise NlbkitError(f"unknown scheduler '{kind}': use one of {', '.join(SCHEDULERS)}")
 

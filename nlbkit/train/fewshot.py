@@ -1,5 +1,9 @@
 """Few-shot co-bps of a run directory (`nlbkit evaluate --fewshot`).
 
+It lives beside the latents rather than in `nlbkit.scoring` (which sits below training): a
+LangevinFlow run's latents come from its trained network. The metric itself, on arrays, is
+`nlbkit.scoring.fewshot`.
+
 The run's latents are computed on demand for its train trials (those it was fit on: `train` in the
 val phase, `trainval` in the test phase, the kept trials of a held-out split) and its scored eval
 trials; k-trial Poisson readouts from the train latents to the train trials' held-out spikes are
