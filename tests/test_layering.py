@@ -40,7 +40,7 @@ def _graph() -> dict[str, set[str]]:
 # own __init__ (the version). A new subpackage or top-level module gets its place here.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("nlbkit", "errors"),
-    ("paths",),
+    ("paths", "claims"),
     ("nlb",),
     ("models",),
     ("config", "ray_session"),
