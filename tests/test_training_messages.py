@@ -148,3 +148,25 @@ def test_a_real_sigint_during_training(tensors, tmp_path):
     line = [x for x in err.splitlines() if x.startswith("error: ")]
     assert len(line) == 1 and "is kept; continue with: nlbkit train mc_maze_small" in line[0], err[-2000:]
     assert line[0].endswith("--resume") and "Traceback" not in err
+
+
+def test_resume_of_a_finished_run_says_there_is_nothing_to_resume(tensors, tmp_path):
+    args = ["train", "mc_maze_small", "--from-tensors", str(tensors), "--run-dir", str(tmp_path / "r"),
+            "--epochs", "2", "--quiet", *TINY]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 1 and "holds a finished run" in again.stderr and "--resume" not in again.stderr
+    resumed = CliRunner().invoke(main, [*args, "--resume"])
+    assert resumed.exit_code == 1 and len(resumed.stderr.strip().splitlines()) == 1
+    assert "finished (rates and scores written); nothing to resume" in resumed.stderr
+    assert "--overwrite" in resumed.stderr and "--tag NAME" in resumed.stderr
+
+
+def test_resume_without_a_checkpoint_says_start_again(tensors, tmp_path, monkeypatch):
+    _interrupt_at(1, monkeypatch)
+    args = ["train", "mc_maze_small", "--from-tensors", str(tensors), "--run-dir", str(tmp_path / "r"),
+            "--epochs", "2", "--quiet", *TINY]
+    CliRunner().invoke(main, args)
+    monkeypatch.undo()
+    resumed = CliRunner().invoke(main, [*args, "--resume"])
+    assert resumed.exit_code == 1 and "no checkpoint to resume; pass --overwrite" in resumed.stderr
