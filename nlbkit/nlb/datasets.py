@@ -145,16 +145,22 @@ class DatasetSpec:
 
     def check_bins(self, source: object, bin_ms: int, n_bins: int, n_forward: int | None = None) -> None:
         """Refuse (one line naming `source`) arrays whose bins do not fill this dataset's trial
-        window and forward window at `bin_ms`: a tensor file of another bin width."""
-        want = (self.trial_bins(bin_ms), self.forward_bins(bin_ms))
-        got = (n_bins, want[1] if n_forward is None else n_forward)
-        if got == want:
+        window (and forward window, when `n_forward` is given) at `bin_ms`: a tensor file of
+        another bin width."""
+
+        def shape(b: int) -> tuple[int, ...]:
+            return (self.trial_bins(b),) if n_forward is None else (self.trial_bins(b), self.forward_bins(b))
+
+        got = (n_bins,) if n_forward is None else (n_bins, n_forward)
+        if got == shape(bin_ms):
             return
-        other = [b for b in BIN_SIZES_MS if (self.trial_bins(b), self.forward_bins(b)) == got]
+        other = [b for b in BIN_SIZES_MS if shape(b) == got]
         hint = f" (bins of {other[0]} ms?)" if other else ""
+        ms = (self.trial_ms, self.fp_len_ms)[: len(got)]
         raise NlbkitError(
-            f"{source}: {got[0]} bins + {got[1]} forward, but {self.name} at {bin_ms} ms has "
-            f"{want[0]} + {want[1]} ({self.trial_ms} + {self.fp_len_ms} ms){hint}"
+            f"{source}: {' + '.join(map(str, got))} {'bins + forward' if n_forward is not None else 'bins'}, "
+            f"but {self.name} at {bin_ms} ms has {' + '.join(map(str, shape(bin_ms)))} "
+            f"({' + '.join(map(str, ms))} ms){hint}"
         )
 
 
