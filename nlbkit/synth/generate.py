@@ -10,6 +10,7 @@ targets at 5 and 20 ms, `test_targets`) and `ground_truth.h5`, from which `oracl
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from nlbkit.errors import NlbkitError
 from nlbkit.fetch.test_targets import TARGETS_FILE
-from nlbkit.nlb.datasets import DATASET_NAMES, get_spec
+from nlbkit.nlb.datasets import BIN_SIZES_MS, DATASET_NAMES, get_spec
 from nlbkit.paths import atomic_path, dataset_dir
 from nlbkit.synth.latents import (
     TICKS_PER_MS,
@@ -173,6 +174,10 @@ def _write_test(spec, layout, unit, ticks, heldout, out_dir, seed, rng) -> tuple
     windows = layout.test_window_ms
     length = int(windows[0, 1] - windows[0, 0])
     new_start = np.arange(len(windows), dtype=np.int64) * (length + TEST_SPACING_MS)
+    # Each trial keeps its phase on the grid of every bin size (binning starts at the session's
+    # 0 s): its test-file bins hold the spikes of its bins in the session, where the test
+    # targets are cut (`test_targets`).
+    new_start += (windows[:, 0].astype(np.int64) - new_start) % math.lcm(*BIN_SIZES_MS)
     shifts = new_start - windows[:, 0]
     # Some trials lose a few (fractional) ms of observation at one end: NaN bins there.
     obs = np.stack([new_start, new_start + length], axis=1) / 1000.0
