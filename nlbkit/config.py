@@ -257,8 +257,8 @@ def coerce(value: Any, kind: Any, key: str) -> Any:
         if kind is str:
             return str(value)
     except (TypeError, ValueError):
-        name = {bool: "boolean", int: "integer", float: "number", str: "string"}.get(kind, str(kind))
-        raise NlbkitError(f"config key '{key}' takes a {name}, not '{value}'") from None
+        name = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(kind, str(kind))
+        raise NlbkitError(f"config key '{key}' takes {name}, not '{value}'") from None
     return value
 
 

@@ -36,7 +36,7 @@ def test_config_file_then_set(tmp_path):
     [
         ("train.lrr=1", r"unknown config key 'train.lrr'; did you mean train.lr"),
         ("hiden=3", r"did you mean model.hidden"),
-        ("model.hidden=abc", r"'model.hidden' takes a integer|'model.hidden' takes an integer"),
+        ("model.hidden=abc", r"'model.hidden' takes an integer, not 'abc'"),
         ("train.amp=maybe", r"'train.amp' takes a boolean"),
         ("lr", r"--set expects key=value"),
         ("model.channels=3", r"multiple of channels"),

@@ -208,7 +208,9 @@ def test_missing_key_wrong_shape_and_dtype(good_file, workspace):
     errors = _errors(_write(path, groups), workspace)
     assert "mc_maze_small: missing eval_rates_heldin_forward" in errors
     shape_error = "mc_maze_small_20/eval_rates_heldout: shape (23, 35, 4), "
-    assert any(e.startswith(shape_error) and "expected (24, 35, 4) (from " in e for e in errors)
+    shape_errors = [e for e in errors if e.startswith(shape_error)]
+    assert len(shape_errors) == 1  # the tensor file and the eval targets agree: said once
+    assert "expected (24, 35, 4) (from " in shape_errors[0] and " and the eval targets)" in shape_errors[0]
     assert "dmfc_rsg_20/train_rates_heldin: dtype int32, expected float32" in errors
 
 

@@ -167,13 +167,14 @@ def _check_group(name: str, arrays: dict, expected: list[tuple[str, dict]], mask
         if array.ndim != 3:
             report.errors.append(f"{name}/{key}: shape {array.shape}, expected (trials, bins, neurons)")
             continue
-        bad_shape = False
+        wanted: dict[tuple, list[str]] = {}  # expected shape -> the sources that say so
         for source, shapes in expected:
             if key in shapes and tuple(array.shape) != tuple(shapes[key]):
-                report.errors.append(
-                    f"{name}/{key}: shape {array.shape}, expected {shapes[key]} (from {source})"
-                )
-                bad_shape = True
+                wanted.setdefault(tuple(shapes[key]), []).append(source)
+        for shape, sources in wanted.items():  # one line per shape, however many sources agree
+            report.errors.append(f"{name}/{key}: shape {array.shape}, expected {shape} (from "
+                                 f"{' and '.join(sources)})")
+        bad_shape = bool(wanted)
         report.errors.extend(check_values(name, key, array, _window(dataset, key, masks, bad_shape)))
         if masks is None and get_spec(dataset).eval_front_padded and key.startswith("eval_rates_held") \
                 and not key.endswith("forward") and not _front_padding_only(array):
