@@ -1,8 +1,9 @@
 """CPU seconds per training epoch of LangevinFlow on a tensor file, timed on a few batches.
 
-Usage: python benchmarks/epoch_time.py TENSORS.h5 DATASET BIN_MS [BATCHES] [key=value ...]
+Usage: python benchmarks/epoch_time.py TENSORS.h5 DATASET BIN_MS [BATCHES] [preset=NAME] [key=value ...]
 
-Builds the dataset's default configuration (plus the overrides) for BIN_MS, takes the `train`
+Builds the dataset's default configuration (with the named preset of `nlbkit train --preset`, and
+the overrides) for BIN_MS, takes the `train`
 trials of a `nlbkit prepare` file (or a train-only file's), times BATCHES optimiser steps of
 `train.batch_size` trials (the first, warm-up step not counted) and extrapolates to one epoch over the
 trials a run would fit (all train trials: validation trials train through their held-in spikes).
@@ -26,7 +27,10 @@ from nlbkit.train.run import build_langevin
 
 
 def main(path: str, dataset: str, bin_ms: int, batches: int, overrides: list[str]) -> None:
-    cfg = resolve_for_bin(build_config(dataset, overrides=overrides), bin_ms)
+    presets = [o.split("=", 1)[1] for o in overrides if o.startswith("preset=")]
+    overrides = [o for o in overrides if not o.startswith("preset=")]
+    preset = presets[-1] if presets else None
+    cfg = resolve_for_bin(build_config(dataset, overrides=overrides, preset=preset), bin_ms)
     torch.set_num_threads(cfg.train.threads or 1)
     seed_everything(0)
     data = load_phase_data(path, "val", cfg.train.eval_fraction, 0)
@@ -52,6 +56,7 @@ def main(path: str, dataset: str, bin_ms: int, batches: int, overrides: list[str
                 "tensors": path,
                 "dataset": dataset,
                 "bin_ms": bin_ms,
+                "preset": preset,
                 "overrides": overrides,
                 "fit_trials": n_fit,
                 "bins": int(data.fit.heldin.shape[1]),

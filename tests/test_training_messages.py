@@ -70,7 +70,7 @@ def test_without_validation_trials_the_lines_show_the_loss_and_promise_no_early_
 def test_a_long_cpu_estimate_points_at_cuda_and_the_measured_configuration():
     long = estimate_line(90.0, 3, 2000, "cpu")
     assert long.startswith("estimated training time: 49.9 h more for epochs 4-2000")
-    assert "--device cuda" in long and "docs/results.md" in long
+    assert "--device cuda" in long and "--preset cpu" in long and "docs/results.md" in long
     assert "--device cuda" not in estimate_line(90.0, 3, 2000, "cuda")
     assert "--device cuda" not in estimate_line(0.5, 3, 300, "cpu")
 
