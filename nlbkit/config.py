@@ -188,10 +188,10 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 # Named presets (`nlbkit train --preset NAME`): settings of the model and the loop, applied over
-# the dataset's defaults and under --config and --set. "cpu": the configuration that trained
-# generated full-size mc_maze at 20 ms on two CPU threads in 13 min (150 epochs, 5.0 s each;
-# 0.675 co-bps, 0.974 of the oracle's) where the released one (hidden 280, batch 256) takes about
-# 90 s an epoch (docs/results.md, "Generated data at mc_maze scale").
+# the dataset's defaults and under --config and --set. "cpu": the configuration docs/results.md
+# trained generated full-size mc_maze with at 20 ms ("Generated data at mc_maze scale": 150
+# epochs, 0.675 co-bps, 0.974 of the oracle's). benchmarks/epoch_time.py on that data, one
+# thread: 5.8 s an epoch, against 35.6 s for mc_maze's defaults (hidden 280, batch 256).
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {
         "model.hidden": 64,

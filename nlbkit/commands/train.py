@@ -64,8 +64,8 @@ from nlbkit.models import MODEL_NAMES, REGISTRY
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
               help="Named settings over the dataset's defaults (under --config and --set). cpu: a "
                    "CPU-sized LangevinFlow (hidden 64, batch 64, 150 epochs); on generated full-size "
-                   "mc_maze at 20 ms it trained at about 5 s an epoch, where the released model takes "
-                   "about 90 s (docs/results.md).")
+                   "mc_maze at 20 ms, one thread: 5.8 s an epoch against 35.6 s for mc_maze's "
+                   "defaults (docs/training.md).")
 @click.option("--seed", type=int, default=None, help="Random seed (train.seed).")
 @click.option("--ensemble", "n_seeds", type=click.IntRange(min=2), default=None, metavar="N",
               help="Train N members of seeds seed..seed+N-1 and write the mean of their rates to the "
