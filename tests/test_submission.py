@@ -214,6 +214,14 @@ def test_missing_key_wrong_shape_and_dtype(good_file, workspace):
     assert "dmfc_rsg_20/train_rates_heldin: dtype int32, expected float32" in errors
 
 
+def test_a_group_of_another_bin_width_is_named(good_file, tmp_path):
+    path, groups = good_file
+    groups["mc_maze_small_20"] = groups.pop("mc_maze_small")  # 5 ms rates under the 20 ms name
+    errors = validate_submission(_write(path, groups), data_dir=tmp_path / "nothing").errors
+    assert ("mc_maze_small_20: 140 + 40 bins + forward, but mc_maze_small at 20 ms has 35 + 10 "
+            "(700 + 200 ms) (bins of 5 ms?)") in errors
+
+
 def test_nan_and_negative_rates_inside_the_window(good_file, workspace):
     path, groups = good_file
     groups["mc_maze_small"]["eval_rates_heldout"][3, 10, 0] = np.nan
