@@ -26,7 +26,8 @@ ADDRESS     ?=
 CPUS_PER_TASK ?= 1
 GPUS_PER_TASK ?= 0
 SEEDS       ?=
-TEST_TARGETS ?= $(DATA)/eval_data_test.h5
+# The public targets are the real trials': generated data is scored by `nlbkit evaluate` instead.
+TEST_TARGETS ?= $(if $(SYNTH),,$(DATA)/eval_data_test.h5)
 
 # Which source a dataset folder was filled from: downloaded or generated (at which scale).
 SOURCE := $(if $(SYNTH),.nlbkit-synth-$(SYNTH_SCALE),.nlbkit-fetched)

@@ -1,11 +1,13 @@
 """Seconds per training epoch of LangevinFlow: the float32 loop ("eager") against the fast path, side by side.
 
 Usage:
-    python benchmarks/epoch_time.py [--batches N] [--rounds R] [--device cpu|cuda] [--set KEY=VALUE ...]
+    python benchmarks/epoch_time.py [--batches N] [--rounds R] [--device cpu|cuda] [--paths eager,fast]
+                                    [--preset NAME] [--set KEY=VALUE ...]
                                     TENSORS DATASET BIN_MS [TENSORS DATASET BIN_MS ...]
 
 Each case is a tensor file of `nlbkit prepare` (or a train-only file), its dataset and bin width;
-the configuration is the dataset's defaults for BIN_MS plus the `--set` overrides. Two paths:
+the configuration is the dataset's defaults for BIN_MS, then the named preset of
+`nlbkit train --preset`, then the `--set` overrides. Two paths:
 
     eager  the loop as it was before the fast path: float32 throughout (train.cpu_amp and
            train.amp off) and one torch thread on a machine of <= 2 cores (torch's default above)
@@ -66,7 +68,7 @@ def child(args: argparse.Namespace) -> None:
 
     tensors, dataset, bin_ms = args.case[0], args.case[1], int(args.case[2])
     overrides = [*args.set, *path_overrides(args.child), f"train.device={args.device}"]
-    cfg = resolve_for_bin(build_config(dataset, overrides=overrides), bin_ms)
+    cfg = resolve_for_bin(build_config(dataset, overrides=overrides, preset=args.preset), bin_ms)
     tc = cfg.train
     device = resolve_device(tc.device)
     if device.type == "cpu":
@@ -116,6 +118,8 @@ def child(args: argparse.Namespace) -> None:
 def run_child(path: str, case: list[str], args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--child", path, "--batches", str(args.batches),
                "--device", args.device, *[f"--set={s}" for s in args.set], *case]
+    if args.preset:
+        command += ["--preset", args.preset]
     proc = subprocess.run(command, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"{path} on {' '.join(case)} failed:\n{proc.stderr.strip()}")
@@ -127,7 +131,8 @@ def compare(case: list[str], args: argparse.Namespace) -> dict:
     for _ in range(args.rounds):
         for path in args.paths:
             runs[path].append(run_child(path, case, args))
-    out = {"tensors": case[0], "dataset": case[1], "bin_ms": int(case[2]), "overrides": args.set}
+    out = {"tensors": case[0], "dataset": case[1], "bin_ms": int(case[2]), "preset": args.preset,
+           "overrides": args.set}
     for path in args.paths:
         first = runs[path][0]
         out[path] = {
@@ -166,6 +171,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--paths", default="eager,fast", help="the paths to time: eager, fast or both")
+    parser.add_argument("--preset", default=None, help="a preset of `nlbkit train --preset`, e.g. cpu")
     parser.add_argument("--child", choices=PATHS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if len(args.cases) % 3:

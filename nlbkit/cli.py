@@ -7,6 +7,7 @@ imported for it).
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 
@@ -38,6 +39,14 @@ class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
 
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name = args[0] if args else ""
+        if name in COMMANDS or name.startswith("-"):
+            return super().resolve_command(ctx, args)
+        close = difflib.get_close_matches(name, list(COMMANDS), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise click.UsageError(f"no such command '{name}'.{hint}", ctx)
+
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
             return None
@@ -57,6 +66,14 @@ def _sentence_start(message: str) -> str:
     return message[:1].lower() + message[1:]
 
 
+def _debug_first(args: list[str]) -> list[str]:
+    """`--debug` is an option of `nlbkit` itself; given after the sub-command it means the same."""
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" not in args[:end]:
+        return args
+    return ["--debug", *(a for a in args[:end] if a != "--debug"), *args[end:]]
+
+
 class DebuggableGroup(LazyGroup):
     """Turns NlbkitError (and file errors) into one line and a non-zero exit, unless --debug.
 
@@ -65,6 +82,7 @@ class DebuggableGroup(LazyGroup):
     """
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        args = _debug_first(sys.argv[1:] if args is None else list(args))
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:

@@ -3,7 +3,8 @@
 A `RunConfig` has three sections, each a dataclass: `model` (`LangevinConfig`), `train`
 (`TrainConfig`) and `smoothing` (`SmoothingConfig`). A run's configuration is resolved in layers:
 dataclass defaults, then the dataset's defaults (`DATASET_DEFAULTS`, data rather than code), then a
-YAML/JSON file (`--config`), then `key=value` overrides (`--set`). Keys are dotted (`train.lr`); a
+named preset (`PRESETS`, `--preset`), then a YAML/JSON file (`--config`), then `key=value`
+overrides (`--set`). Keys are dotted (`train.lr`); a
 field name that exists in one section only may be given bare (`lr`).
 """
 
@@ -196,6 +197,25 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     },
 }
 
+# Named presets (`nlbkit train --preset NAME`): settings of the model and the loop, applied over
+# the dataset's defaults and under --config and --set. "cpu": the configuration docs/results.md
+# trained generated full-size mc_maze with at 20 ms ("Generated data at mc_maze scale": 150
+# epochs, 0.675 co-bps, 0.974 of the oracle's). benchmarks/epoch_time.py on that data, one
+# thread: 5.8 s an epoch, against 35.6 s for mc_maze's defaults (hidden 280, batch 256).
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {
+        "model.hidden": 64,
+        "model.ff_dim": 512,
+        "model.dropout": 0.2,
+        "train.batch_size": 64,
+        "train.epochs": 150,
+        "train.kl_ramp_epochs": 40,
+        "train.weight_decay": 0.0,
+        "train.patience": 1000,
+        "train.val_every": 5,
+    },
+}
+
 
 def valid_keys(cfg: RunConfig | None = None) -> list[str]:
     """Every dotted key of a run configuration, e.g. 'train.lr'."""
@@ -267,8 +287,8 @@ def coerce(value: Any, kind: Any, key: str) -> Any:
         if kind is str:
             return str(value)
     except (TypeError, ValueError):
-        name = {bool: "boolean", int: "integer", float: "number", str: "string"}.get(kind, str(kind))
-        raise NlbkitError(f"config key '{key}' takes a {name}, not '{value}'") from None
+        name = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(kind, str(kind))
+        raise NlbkitError(f"config key '{key}' takes {name}, not '{value}'") from None
     return value
 
 
@@ -320,11 +340,18 @@ def build_config(
     dataset: str | None = None,
     config_file: str | Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
+    preset: str | None = None,
 ) -> RunConfig:
-    """Defaults, then the dataset's defaults, then `config_file`, then `key=value` overrides."""
+    """Defaults, then the dataset's defaults, then `preset` (a name of PRESETS), then
+    `config_file`, then `key=value` overrides."""
     cfg = RunConfig()
     for key, value in DATASET_DEFAULTS.get(dataset or "", {}).items():
         set_value(cfg, key, value)
+    if preset is not None:
+        if preset not in PRESETS:
+            raise NlbkitError(f"unknown preset '{preset}'; presets: {', '.join(PRESETS)}")
+        for key, value in PRESETS[preset].items():
+            set_value(cfg, key, value)
     if config_file is not None:
         for key, value in read_config_file(config_file).items():
             try:

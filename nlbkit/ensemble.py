@@ -25,10 +25,8 @@ from nlbkit.claims import claim
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.tensor_file import trials_fingerprint
 from nlbkit.paths import fsync_dir, plain_dir_mode
-from nlbkit.runs import RunDir, RunInfo, read_rates, read_run
+from nlbkit.runs import ENSEMBLE_MODEL, RunDir, RunInfo, read_rates, read_run
 from nlbkit.scoring.evaluate import RunScore, score_run
-
-ENSEMBLE_MODEL = "ensemble"
 
 
 @dataclass

@@ -27,6 +27,8 @@ from nlbkit.nlb.h5io import open_h5
 from nlbkit.nlb.keys import PHASES, RATE_KEYS
 from nlbkit.paths import atomic_path, check_plain_name, write_json
 
+ENSEMBLE_MODEL = "ensemble"  # run.json's model of a run holding the mean of other runs' rates
+
 
 def run_name(dataset: str, bin_ms: int, phase: str, model: str, tag: str | None = None) -> str:
     if tag:
@@ -171,7 +173,36 @@ class RunDir:
         last). With `newer_than`, the rates must also be no older than that file (its input)."""
         if not (self.rates_h5.exists() and self.scores_json.exists()):
             return False
-        return newer_than is None or self.rates_h5.stat().st_mtime >= newer_than.stat().st_mtime
+        return newer_than is None or not self.older_than(newer_than)
+
+    def older_than(self, path: Path) -> bool:
+        """Whether the rates were written before `path` last changed (a tensor file written again
+        since the run read it); False without rates or without `path`."""
+        if not (self.rates_h5.exists() and path.exists()):
+            return False
+        return self.rates_h5.stat().st_mtime < path.stat().st_mtime
+
+    def next_steps(self) -> str:
+        """What a user can do with an existing run directory: resume only an unfinished one."""
+        if self.finished() or self.ensemble_json.exists():
+            return "it holds a finished run; pass --overwrite to train it again, or --tag NAME for a new one"
+        return "pass --resume to continue it, --overwrite to start it again, or --tag NAME for a new one"
+
+    def check_resumable(self, model: str, epochs: int | None = None) -> None:
+        """Refuse, in one line, to resume anything but a `model` run with a checkpoint that has not
+        finished (or finished fewer than `epochs` epochs: asked for more, it trains on)."""
+        again = "pass --overwrite to train it again, or --tag NAME for a new run"
+        info = self.info() if self.run_json.exists() else None
+        if self.ensemble_json.exists() or (info is not None and info.model == ENSEMBLE_MODEL):
+            raise NlbkitError(f"{self.path}: an ensemble of other runs; nothing to resume: {again}")
+        if info is not None and info.model != model:
+            raise NlbkitError(f"{self.path}: a '{info.model}' run, not '{model}'; nothing to resume: {again}")
+        logged = self.metrics()
+        done = int(logged[-1]["epoch"]) if logged and logged[-1].get("epoch", "").isdigit() else None
+        if self.finished() and (epochs is None or done is None or done >= epochs):
+            raise NlbkitError(f"{self.path}: finished (rates and scores written); nothing to resume: {again}")
+        if not self.last_ckpt.exists():
+            raise NlbkitError(f"{self.path}: no checkpoint to resume; pass --overwrite to start it again")
 
     def scores(self) -> dict[str, float] | None:
         return _optional_json(self.scores_json)
@@ -240,19 +271,19 @@ def create_run(
 ) -> RunDir:
     """Make (or, with `resume`, reopen) a run directory and write run.json and config.json.
 
-    An existing directory is an error unless `resume` (keeps its checkpoints and log) or `overwrite`
-    (starts it afresh). The caller holds the directory's claim (`nlbkit.claims.claim`) from here
-    until its last file is written.
+    An existing directory is an error unless `resume` (keeps its checkpoints and log; only an
+    unfinished run of the same model with a checkpoint, see `RunDir.check_resumable`) or
+    `overwrite` (starts it afresh). The caller holds the directory's claim (`nlbkit.claims.claim`)
+    from here until its last file is written.
     """
     run = RunDir(Path(root) / name)
     if run.path.exists() and any(run.path.iterdir()):
         if overwrite and not resume:
             shutil.rmtree(run.path)
-        elif not resume:
-            raise NlbkitError(
-                f"{run.path}: run directory exists; pass --resume to continue it, --overwrite to "
-                "start it again, or --tag NAME for a new one"
-            )
+        elif resume:
+            run.check_resumable(info["model"], cfg.train.epochs)
+        else:
+            raise NlbkitError(f"{run.path}: run directory exists; {run.next_steps()}")
     elif resume:
         raise NlbkitError(f"{run.path}: nothing to resume (no such run directory)")
     (run.path / "checkpoints").mkdir(parents=True, exist_ok=True)

@@ -79,3 +79,21 @@ def test_bare_nlbkit_shows_the_help_not_an_error():
     result = CliRunner().invoke(main, [])
     assert "Typical path:" in result.output and "error:" not in result.output
     assert "runs/mc_maze_small_5ms_val_langevin" in result.output
+
+
+def test_debug_after_the_sub_command_and_did_you_mean_for_commands():
+    from click.testing import CliRunner
+
+    from nlbkit.cli import main
+
+    plain = CliRunner().invoke(main, ["evaluate", "nowhere"])
+    assert plain.exit_code == 1
+    assert plain.stderr.strip() == "error: nowhere: not a run directory (no run.json)"
+    for args in (["--debug", "evaluate", "nowhere"], ["evaluate", "nowhere", "--debug"]):
+        debug = CliRunner().invoke(main, args)
+        assert isinstance(debug.exception, NlbkitError), args  # raised: the traceback is shown
+    typo = CliRunner().invoke(main, ["trian", "mc_maze_small"])
+    assert typo.exit_code == 2
+    assert typo.stderr.splitlines()[-1] == "error: no such command 'trian'. Did you mean 'train'?"
+    nothing_close = CliRunner().invoke(main, ["xyzzy"])
+    assert nothing_close.stderr.splitlines()[-1] == "error: no such command 'xyzzy'."

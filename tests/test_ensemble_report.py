@@ -180,3 +180,52 @@ def test_report_of_an_ensemble_draws_its_members(runs, tmp_path):
     _assert_pngs(report.written)
     single = make_report(first, output=tmp_path / "single")
     assert ("ensemble_members", "not an ensemble (no ensemble.json)") in single.skipped
+
+
+def _legend(ax) -> list[str]:
+    legend = ax.get_legend()
+    return [] if legend is None else [t.get_text() for t in legend.get_texts()]
+
+
+def test_report_of_runs_without_validation_says_so_and_labels_every_member(runs, tmp_path):
+    import matplotlib.pyplot as plt
+
+    from nlbkit.report import figures
+    from nlbkit.report.data import load_report_data
+
+    root, *_ = runs
+    tensors = root / "data" / "mc_maze_small" / "tensors_5ms.h5"
+    members = [tiny_run(tensors, tmp_path / "runs", f"s{k}", f"train.seed={k}", "train.val_fraction=0")
+               .run.path for k in range(2)]
+    curves = figures.training_curves(load_report_data(members[0]))
+    assert curves.axes[1].get_legend() is None and not curves.axes[1].lines
+    assert [t.get_text() for t in curves.axes[1].texts] == [figures.NO_VALIDATION]
+    assert "val_nll" not in _legend(curves.axes[0])
+    ensemble = ensemble_runs(members, tmp_path / "ens")
+    fig = figures.ensemble_members(load_report_data(ensemble.run_dir))
+    scores, logs = fig.axes[:2]
+    assert _legend(scores) == ["member s0", "member s1", "mean of 2"]
+    assert logs.get_title() == "members' training loss (no validation trials)"
+    assert _legend(logs) == ["member s0", "member s1"] and len(logs.lines) == 2 and not logs.texts
+    plt.close("all")
+
+
+def test_condition_colours_and_the_rate_ceiling_are_explained(runs):
+    import matplotlib.pyplot as plt
+
+    from nlbkit.report import figures
+    from nlbkit.report.data import load_report_data
+
+    _, first, _, _ = runs
+    data = load_report_data(first)
+    latents = figures.latent_trajectories(data)
+    labels, meaning = figures.condition_labels(data, data.rates["eval_rates_heldin"].shape[0])
+    assert meaning == "condition"
+    assert _legend(latents.axes[1]) == [f"condition {c}" for c in sorted(set(labels))]
+    assert _legend(figures.decoded_velocity(data).axes[-1]) == _legend(latents.axes[1])
+    assert any(t.startswith("condition ") for t in _legend(figures.psths(data).axes[-1]))
+    top = max(data.true_rates[k].max() for k in ("eval_rates_heldin", "eval_rates_heldout"))
+    top_hz = top * 1000 / data.bin_ms
+    ceiling = [t for t in _legend(figures.true_rates(data).axes[0]) if "ceiling" in t]
+    assert bool(ceiling) == (top_hz >= figures.MAX_RATE_HZ - 1e-3)
+    plt.close("all")

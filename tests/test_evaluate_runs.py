@@ -1,6 +1,7 @@
 """`nlbkit evaluate` on runs whose eval trials are not a `val` group: held-out train trials, test phase."""
 
 import json
+import os
 
 import pytest
 
@@ -46,3 +47,18 @@ def test_evaluate_cli_scores_a_holdout_run_as_json(tmp_path, nlbkit_cli):
     assert result.returncode == 0, result.stderr
     scores = json.loads(result.stdout)["runs"][0]["scores"]
     assert scores["co-bps"] == pytest.approx(out.scores["co-bps"], abs=1e-12)
+
+
+def test_a_run_older_than_its_tensor_file_is_not_scored(tmp_path, nlbkit_cli):
+    tensors = write_prepared(tmp_path / "data" / "mc_maze_small" / "tensors_5ms.h5")
+    out = train_run("mc_maze_small", tiny_config(), model="smoothing", from_tensors=tensors,
+                    run_root=tmp_path / "runs", progress=False)
+    assert score_run(out.run.path).scores == pytest.approx(out.scores)
+    write_prepared(tensors, seed=1)  # new trials under the same name (a new synth, then prepare)
+    later = out.run.rates_h5.stat().st_mtime + 2  # past the file system's timestamp granularity
+    os.utime(tensors, (later, later))
+    with pytest.raises(NlbkitError, match=r"rates are older than .*tensors_5ms.h5, written again since"):
+        score_run(out.run.path)
+    cli = nlbkit_cli("evaluate", out.run.path, check=False)
+    assert cli.returncode == 1 and "co-bps" not in cli.stdout
+    assert cli.stderr.count("\n") == 1 and "train it again (--overwrite)" in cli.stderr

@@ -357,9 +357,21 @@ def test_list_without_the_archive_shows_local_files_and_their_state(nlbkit_cli, 
     assert lines[-1].startswith("the archive could not be reached (cannot connect")
 
 
-def test_fetch_over_generated_data_leaves_a_real_folder(server, tmp_path):
+def test_list_says_generated_for_files_synth_wrote(tmp_path):
+    from nlbkit.fetch.archive import list_local
     from nlbkit.synth.generate import write_dataset
-    from nlbkit.synth.marker import is_generated
+
+    write_dataset("mc_maze_small", tmp_path, seed=0)
+    states = {row.name: row.state for row in list_local(["mc_maze_small", "mc_rtt"], tmp_path)}
+    spec = get_spec("mc_maze_small")
+    for name in (spec.train_asset_name, spec.test_asset_name):
+        assert states[name] == "generated (nlbkit synth), not the archive's file"
+    assert states[get_spec("mc_rtt").train_asset_name] == "missing"
+
+
+def test_fetch_over_generated_data_leaves_a_real_folder(server, tmp_path):
+    from nlbkit.nlb.marker import is_generated
+    from nlbkit.synth.generate import write_dataset
 
     write_dataset(DATASET, tmp_path, seed=0)
     assert is_generated(tmp_path / DATASET)

@@ -7,13 +7,14 @@ import json
 import shutil
 from pathlib import Path
 
+import h5py
 import pytest
 from click.testing import CliRunner
 
 from nlbkit.cli import main
 from nlbkit.errors import NlbkitError
+from nlbkit.nlb.marker import MARKER_NAME, check_replaceable, has_stamp, is_generated, label
 from nlbkit.synth.generate import write_dataset
-from nlbkit.synth.marker import MARKER_NAME, check_replaceable, has_stamp, is_generated, label
 
 SMALL = "mc_maze_small"
 TEST_NAME = "sub-Jenkins_ses-small_desc-test_ecephys.nwb"
@@ -48,7 +49,7 @@ def test_synth_replaces_its_own_files_and_lists_them(tmp_path):
     write_dataset(SMALL, tmp_path, seed=0)
     folder = tmp_path / SMALL
     listed = json.loads((folder / MARKER_NAME).read_text())["files"]
-    assert sorted(listed) == sorted([TRAIN_NAME, TEST_NAME, "ground_truth.h5"])
+    assert sorted(listed) == sorted([TRAIN_NAME, TEST_NAME, "ground_truth.h5", "eval_data_test.h5"])
     assert all(has_stamp(folder / name) for name in listed)
     first = _sha(folder / TEST_NAME)
     write_dataset(SMALL, tmp_path, seed=1)  # its own files: replaced without --force
@@ -94,6 +95,29 @@ def test_commands_say_generated_data(tmp_path):
     assert f"({SMALL} (generated data), 5 ms, val)" in reported.splitlines()[0]
 
 
+def test_a_generated_test_phase_run_is_scored_against_the_generated_targets(tmp_path):
+    data, runs = tmp_path / "data", tmp_path / "runs"
+    _run("synth", SMALL, "--data-dir", data)
+    _run("prepare", SMALL, "--data-dir", data, "--quiet")
+    # Real test targets in the data dir are for the real trials: never used for generated ones.
+    (data / "eval_data_test.h5").write_bytes(b"not the generated targets")
+    trained = _run("train", SMALL, "--model", "smoothing", "--phase", "test", "--data-dir", data,
+                   "--run-dir", runs)
+    assert "no local scores" not in trained and "co-bps" in trained
+    run_dir = runs / f"{SMALL}_5ms_test_smoothing"
+    scored = json.loads(_run("evaluate", run_dir, "--json"))["runs"][0]
+    assert scored["generated_data"] is True
+    assert scored["scores"] == pytest.approx(json.loads((run_dir / "scores.json").read_text()))
+    assert scored["scores"]["co-bps"] > 0.1  # inputs and targets are the same trials, lined up
+    board = _run("leaderboard", run_dir)
+    assert board.startswith(f"== {SMALL} (generated data) 5 ms, test phase")
+    assert f"scored against {data / SMALL / 'eval_data_test.h5'}" in board
+    submitted = _run("submit", "--runs", runs, "--model", "smoothing", "-o", tmp_path / "sub.h5")
+    assert "(test phase, generated data)" in submitted
+    with h5py.File(tmp_path / "sub.h5") as h5:
+        assert has_stamp(tmp_path / "sub.h5") and list(h5) == [SMALL]
+
+
 @pytest.mark.slow
 def test_a_run_on_real_tensors_is_not_labelled(tmp_path, real_data):
     runs = tmp_path / "runs"
@@ -105,11 +129,12 @@ def test_a_run_on_real_tensors_is_not_labelled(tmp_path, real_data):
 
 
 def test_forgetting_one_file_keeps_the_folder_generated_until_no_nwb_is_left(tmp_path):
-    from nlbkit.synth.marker import forget_generated, generated_files
+    from nlbkit.nlb.marker import forget_generated, generated_files
 
     write_dataset(SMALL, tmp_path, seed=0)
     folder = tmp_path / SMALL
     forget_generated(folder, TRAIN_NAME)
-    assert is_generated(folder) and generated_files(folder) == {TEST_NAME, "ground_truth.h5"}
+    assert is_generated(folder)
+    assert generated_files(folder) == {TEST_NAME, "ground_truth.h5", "eval_data_test.h5"}
     forget_generated(folder, TEST_NAME)
     assert not is_generated(folder)

@@ -11,6 +11,7 @@ from nlbkit.runs import RunDir
 from nlbkit.scoring.evaluate import score_run
 from nlbkit.train.loop import split_validation
 from nlbkit.train.members import MemberPlan, train_members
+from nlbkit.train.run import train_run
 from tests.training_fixtures import tiny_config, write_prepared, write_train_only
 
 
@@ -88,16 +89,33 @@ def test_members_of_a_train_only_file_hold_out_the_same_trials(tmp_path):
     assert RunDir(result.ensemble.run_dir).info().eval_index == held[0]
 
 
-def test_existing_ensemble_needs_resume_and_resume_keeps_finished_members(tensors, tmp_path):
+def test_a_finished_ensemble_is_not_resumed_and_resume_keeps_finished_members(tensors, tmp_path):
     args = dict(data_dir=tensors.parent.parent, run_root=tmp_path / "runs", progress=False)
     first = train_members("mc_maze_small", tiny_config(), MemberPlan(2), say=lambda line: None, **args)
-    with pytest.raises(NlbkitError, match="--resume"):
+    with pytest.raises(NlbkitError, match="holds a finished run; pass --overwrite .* or --tag NAME"):
         train_members("mc_maze_small", tiny_config(), MemberPlan(2), say=lambda line: None, **args)
+    with pytest.raises(NlbkitError, match="members have all finished; nothing to resume: pass --overwrite"):
+        train_members("mc_maze_small", tiny_config(), MemberPlan(2), resume=True, say=print, **args)
+    # The second member stopped after its checkpoint: resume trains it on and keeps the first.
+    second = first.members[1].run
+    second.rates_h5.unlink()
+    second.scores_json.unlink()
     stamp = first.members[0].run.rates_h5.stat().st_mtime_ns
     lines = []
     train_members("mc_maze_small", tiny_config(), MemberPlan(2), resume=True, say=lines.append, **args)
-    assert sum("finished before, kept" in line for line in lines) == 2
-    assert first.members[0].run.rates_h5.stat().st_mtime_ns == stamp
+    assert sum("finished before, kept" in line for line in lines) == 1
+    assert first.members[0].run.rates_h5.stat().st_mtime_ns == stamp and second.finished()
+
+
+def test_resume_of_one_model_over_an_ensemble_trains_nothing(tensors, tmp_path):
+    args = dict(data_dir=tensors.parent.parent, run_root=tmp_path / "runs", progress=False)
+    ensemble = train_members("mc_maze_small", tiny_config(), MemberPlan(2), say=lambda line: None, **args)
+    run = RunDir(ensemble.ensemble.run_dir)
+    before = {p.name: p.stat().st_mtime_ns for p in run.path.rglob("*") if p.is_file()}
+    with pytest.raises(NlbkitError, match="an ensemble of other runs; nothing to resume: pass --overwrite"):
+        train_run("mc_maze_small", tiny_config(), resume=True, **args)
+    assert {p.name: p.stat().st_mtime_ns for p in run.path.rglob("*") if p.is_file()} == before
+    assert run.info().model == "ensemble" and not run.last_ckpt.exists()
 
 
 def test_cli_ensemble_flag(tensors, tmp_path, nlbkit_cli):

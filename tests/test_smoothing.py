@@ -3,7 +3,7 @@ from scipy.signal.windows import gaussian
 
 from nlbkit.models.smoothing import SmoothingBaseline, gaussian_window, smooth_spikes
 from nlbkit.scoring.metrics import bits_per_spike
-from tests.training_fixtures import N_IN, T, _trials
+from tests.training_fixtures import N_IN, N_OUT, F, T, _trials
 
 
 def test_window_matches_the_nlb_baseline_kernel():
@@ -28,7 +28,7 @@ def test_baseline_predicts_heldout_better_than_the_mean(tmp_path):
     model = SmoothingBaseline(bin_ms=5, kern_sd_ms=10, alpha=0.01, max_iter=200)
     model.fit(train["heldin"], train["heldout"], train["heldin_forward"], train["heldout_forward"])
     rates = model.predict_rates(test["heldin"])
-    assert rates.shape == (10, T + 4, N_IN + 3)
+    assert rates.shape == (10, T + F, N_IN + N_OUT)
     assert (rates >= 0).all() and np.isfinite(rates).all()
     np.testing.assert_allclose(rates[:, :T, :N_IN], smooth_spikes(test["heldin"], model.window), rtol=1e-6)
     assert bits_per_spike(rates[:, :T, N_IN:].astype(float), test["heldout"].astype(float)) > 0.05

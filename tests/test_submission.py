@@ -21,7 +21,7 @@ from nlbkit.nlb.h5io import read_h5_groups, write_h5_groups
 from nlbkit.runs import read_run
 from nlbkit.scoring.evaluate import score_run
 from nlbkit.scoring.metrics import evaluate, evaluate_group
-from nlbkit.submit.evalai import evalai_upload, latest_runs, merge_runs, submit_runs
+from nlbkit.submit.evalai import default_runs, evalai_upload, merge_runs, submit_runs
 from nlbkit.submit.validate import validate_submission
 
 GROUPS = [("mc_maze_small", 5), ("mc_maze_small", 20), ("dmfc_rsg", 20)]
@@ -103,16 +103,52 @@ def test_submit_cli_then_validate_cli(workspace, nlbkit_cli, tmp_path):
     assert "[100] co-bps" in result.stdout and "dmfc_rsg_20_split" in result.stdout
 
 
-def test_latest_run_per_dataset_and_bin(workspace, tmp_path):
+def _set_meta(run_dir, **values):
+    meta = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**meta, **values}))
+    return run_dir
+
+
+def test_submit_takes_the_untagged_run_of_each_dataset_and_bin(tmp_path):
     rng = np.random.default_rng(0)
-    for created in ("2026-01-01T00:00:00", "2026-03-01T00:00:00"):
-        write_run(tmp_path, "mc_maze_small", 5, "test", "langevin",
-                  random_rates("mc_maze_small", 5, rng), created=created, tag=created[:7])
-    write_run(tmp_path, "mc_maze_small", 5, "val", "langevin", random_rates("mc_maze_small", 5, rng))
-    picked = latest_runs(tmp_path, "test")
-    assert [r.run_dir.name for r in picked] == ["mc_maze_small_5ms_test_langevin_2026-03"]
-    with pytest.raises(NlbkitError, match="no finished smoothing runs in phase test"):
-        latest_runs(tmp_path, "test", "smoothing")
+
+    def run(dataset, bin_ms, phase, model="langevin", tag=None, created="2026-01-01T00:00:00"):
+        return write_run(tmp_path, dataset, bin_ms, phase, model, random_rates(dataset, bin_ms, rng),
+                         created=created, tag=tag)
+
+    # The leaderboard path's mean of 3 seeds, and its members written later than it was.
+    _set_meta(run("mc_maze_small", 5, "test"), model="ensemble")
+    for k in range(3):
+        run("mc_maze_small", 5, "test", tag=f"s{k}", created="2026-03-01T00:00:00")
+    run("mc_maze_small", 20, "test")
+    run("mc_maze_small", 20, "test", tag="sweep", created="2026-03-01T00:00:00")
+    picked = default_runs(tmp_path, "test")
+    assert [r.run_dir.name for r in picked] == ["mc_maze_small_5ms_test_langevin",
+                                                "mc_maze_small_20ms_test_langevin"]
+    # A run scored on held-out train trials is never taken, whatever its name and date.
+    run("mc_maze_small", 5, "val")
+    _set_meta(run("mc_maze_small", 5, "val", tag="holdout", created="2026-03-01T00:00:00"),
+              eval_source="holdout", eval_index=[0, 1])
+    _set_meta(run("dmfc_rsg", 20, "val", created="2026-03-01T00:00:00"), eval_source="holdout")
+    assert [r.run_dir.name for r in default_runs(tmp_path, "val")] == ["mc_maze_small_5ms_val_langevin"]
+
+
+def test_submit_refuses_to_guess_between_runs(tmp_path, nlbkit_cli):
+    rng = np.random.default_rng(1)
+    for model in ("langevin", "smoothing"):
+        write_run(tmp_path, "mc_maze_small", 5, "test", model, random_rates("mc_maze_small", 5, rng))
+    with pytest.raises(NlbkitError, match="several untagged runs .*_langevin, .*_smoothing; pass the run"):
+        default_runs(tmp_path, "test", None)
+    assert [r.model for r in default_runs(tmp_path, "test", "smoothing")] == ["smoothing"]
+    write_run(tmp_path, "mc_maze_small", 20, "test", "langevin", random_rates("mc_maze_small", 20, rng),
+              tag="s1")
+    with pytest.raises(NlbkitError, match="mc_maze_small at 20 ms: no untagged run, only .*_langevin_s1"):
+        default_runs(tmp_path, "test")
+    with pytest.raises(NlbkitError, match="no finished smoothing runs in phase val"):
+        default_runs(tmp_path, "val", "smoothing")
+    result = nlbkit_cli("submit", "--runs", tmp_path, "-o", tmp_path / "x.h5", check=False)
+    assert result.returncode == 1 and not (tmp_path / "x.h5").exists()
+    assert result.stderr.count("\n") == 1 and "no untagged run, only" in result.stderr
 
 
 def test_merge_refuses_duplicates_and_mixed_phases(workspace, tmp_path):
@@ -172,8 +208,18 @@ def test_missing_key_wrong_shape_and_dtype(good_file, workspace):
     errors = _errors(_write(path, groups), workspace)
     assert "mc_maze_small: missing eval_rates_heldin_forward" in errors
     shape_error = "mc_maze_small_20/eval_rates_heldout: shape (23, 35, 4), "
-    assert any(e.startswith(shape_error) and "expected (24, 35, 4) (from " in e for e in errors)
+    shape_errors = [e for e in errors if e.startswith(shape_error)]
+    assert len(shape_errors) == 1  # the tensor file and the eval targets agree: said once
+    assert "expected (24, 35, 4) (from " in shape_errors[0] and " and the eval targets)" in shape_errors[0]
     assert "dmfc_rsg_20/train_rates_heldin: dtype int32, expected float32" in errors
+
+
+def test_a_group_of_another_bin_width_is_named(good_file, tmp_path):
+    path, groups = good_file
+    groups["mc_maze_small_20"] = groups.pop("mc_maze_small")  # 5 ms rates under the 20 ms name
+    errors = validate_submission(_write(path, groups), data_dir=tmp_path / "nothing").errors
+    assert ("mc_maze_small_20: 140 + 40 bins + forward, but mc_maze_small at 20 ms has 35 + 10 "
+            "(700 + 200 ms) (bins of 5 ms?)") in errors
 
 
 def test_nan_and_negative_rates_inside_the_window(good_file, workspace):
@@ -341,7 +387,7 @@ def test_submit_without_run_dirs_names_the_runs_it_took(workspace, tmp_path):
     listed = [line.strip() for line in result.stdout.splitlines() if line.startswith("  ")]
     expected = [str(workspace["run_dirs"][(d, b, "langevin")]) for d, b in GROUPS]
     assert sorted(listed) == sorted(expected)
-    assert "took the latest finished langevin run of each dataset and bin" in result.stdout
+    assert "took the untagged langevin run of each dataset and bin" in result.stdout
 
 
 def test_a_deliberate_subset_is_not_warned_about_the_scaled_sets(good_file, workspace):

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from nlbkit.errors import NlbkitError
-from nlbkit.nlb.datasets import DATASET_NAMES, BehaviorSource, get_spec
+from nlbkit.nlb.datasets import BIN_SIZES_MS, DATASET_NAMES, BehaviorSource, get_spec
+from nlbkit.nlb.h5io import read_h5_groups
+from nlbkit.nlb.marker import generated_files, has_stamp
 from nlbkit.synth.generate import GROUND_TRUTH_NAME, oracle_rates, write_dataset
 from nlbkit.synth.latents import LatentTimeline, poisson_events
 from nlbkit.synth.nwb import in_spans, subtract_spans
@@ -193,6 +195,32 @@ def _assert_best_aligned(windows: list[tuple[np.ndarray, np.ndarray]], what: str
     total = sum(np.nansum(c) for _, c in windows)
     expected = sum(r[~np.isnan(c)].sum() for r, c in windows)
     assert abs(total - expected) < 5 * np.sqrt(expected), what
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_test_targets_in_the_eval_data_test_layout_line_up_with_the_true_rates(synth_dir, name):
+    """`eval_data_test.h5` beside the dataset: a group per bin with the eval-target keys of a
+    val target, for the test trials (in the test file's order), whose held-out and forward spikes
+    the true test-trial rates explain best unshifted."""
+    spec, folder = get_spec(name), synth_dir / name
+    path = folder / "eval_data_test.h5"
+    assert has_stamp(path) and path.name in generated_files(folder)
+    groups = read_h5_groups(path)
+    assert sorted(groups) == sorted(spec.group_name(b) for b in BIN_SIZES_MS)
+    with h5py.File(folder / spec.test_asset_name) as f:
+        n_test = len(f["intervals/trials/id"])
+    for bin_ms in BIN_SIZES_MS:
+        target = groups[spec.group_name(bin_ms)]
+        assert {"eval_spikes_heldout", "eval_spikes_heldin_forward", "eval_spikes_heldout_forward",
+                "train_behavior", "eval_behavior"} <= set(target)
+        assert target["eval_spikes_heldout"].shape[:2] == (n_test, spec.trial_bins(bin_ms))
+        assert target["eval_spikes_heldout_forward"].shape[:2] == (n_test, spec.forward_bins(bin_ms))
+        assert ("psth" in target) == (spec.psth is not None)
+        truth = oracle_rates(name, bin_ms, synth_dir, phase="test")
+        assert target["train_behavior"].shape[0] == truth["train_rates_heldin"].shape[0]  # train + val
+        pairs = [(truth[f"eval_rates_{k}"], target[f"eval_spikes_{k}"])
+                 for k in ("heldout", "heldin_forward", "heldout_forward")]
+        _assert_best_aligned(pairs, f"{name} {bin_ms} ms")
 
 
 def test_cli_writes_a_dataset_and_rejects_bad_input(nlbkit_cli, tmp_path):

@@ -209,6 +209,7 @@ def test_an_interrupted_leaderboard_continues_where_it_stopped(two_datasets, tmp
         pytest.fail("train-all did not stop within 60 s of SIGTERM")
     first_log = "".join(first_log) + rest
     assert proc.returncode != 0 and "interrupted: run the same command to continue" in first_log, first_log
+    assert "error: interrupted" not in first_log  # said once, the friendly way
     assert len(re.findall(r"\] start ", first_log)) >= 2, "two runs side by side"
     finished = {n: RunDir(runs / n).rates_h5.stat().st_mtime_ns for n in names if RunDir(runs / n).finished()}
     assert 1 <= len(finished) <= 2, first_log

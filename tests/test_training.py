@@ -6,8 +6,11 @@ import pytest
 import torch
 
 from nlbkit.errors import NlbkitError
+from nlbkit.nlb.datasets import get_spec
 from nlbkit.nlb.keys import RATE_KEYS
 from nlbkit.nlb.tensor_file import TrialSet
+from nlbkit.runs import read_run
+from nlbkit.submit.evalai import merge_runs
 from nlbkit.train.loop import add_heldin_of, ramp
 from nlbkit.train.run import build_langevin, predict_file, train_run
 from tests.training_fixtures import N_IN, N_OUT, F, T, tiny_config, write_prepared, write_train_only
@@ -241,6 +244,43 @@ def test_cli_train_and_predict(tensors, tmp_path, nlbkit_cli):
     assert (tmp_path / "p.h5").exists()
     missing = nlbkit_cli("train", "mc_maze_small", "--data-dir", tmp_path / "nowhere", check=False)
     assert missing.returncode == 1 and "tensor file not found" in missing.stderr
+
+
+def test_bins_must_fill_the_dataset_window_at_the_bin_width():
+    spec = get_spec("mc_maze")
+    spec.check_bins("f.h5", 5, 140, 40)
+    spec.check_bins("f.h5", 20, 35, 10)
+    get_spec("dmfc_rsg").check_bins("f.h5", 20, 75, 10)
+    wrong = (r"^f.h5: 140 \+ 40 bins \+ forward, but mc_maze at 20 ms has 35 \+ 10 \(700 \+ 200 ms\) "
+             r"\(bins of 5 ms\?\)$")
+    with pytest.raises(NlbkitError, match=wrong):
+        spec.check_bins("f.h5", 20, 140, 40)
+    with pytest.raises(NlbkitError, match=r"f.h5: 16 bins, but mc_maze at 5 ms has 140 \(700 ms\)$"):
+        spec.check_bins("f.h5", 5, 16)
+
+
+def test_a_tensor_file_of_another_bin_width_is_refused(tensors, tmp_path):
+    root = tmp_path / "runs"
+    wrong = r"tensors_5ms.h5: 140 \+ 40 bins \+ forward, but mc_maze_small at 20 ms"
+    with pytest.raises(NlbkitError, match=wrong):
+        train_run("mc_maze_small", tiny_config(), bin_ms=20, from_tensors=tensors, run_root=root,
+                  progress=False)
+    assert not root.exists()  # refused before a run directory is made
+    out = train_run("mc_maze_small", tiny_config("train.epochs=1"), from_tensors=tensors, run_root=root,
+                    progress=False)
+    wide = tmp_path / "tensors_20ms.h5"
+    with h5py.File(wide, "w") as h5:
+        h5["eval_spikes_heldin"] = np.zeros((2, T // 4, N_IN), dtype=np.float32)
+    wrong = r"tensors_20ms.h5: 35 bins, but mc_maze_small at 5 ms has 140 \(700 ms\) \(bins of 20 ms\?\)"
+    with pytest.raises(NlbkitError, match=wrong):
+        predict_file(out.run.path, wide, tmp_path / "x.h5", device="cpu")
+    assert not (tmp_path / "x.h5").exists()
+    # A run recorded as 20 ms whose rates hold 5 ms bins (written before this check) is not submitted.
+    info = json.loads(out.run.run_json.read_text())
+    out.run.run_json.write_text(json.dumps({**info, "bin_ms": 20}))
+    wrong = r"rates.h5: 140 \+ 40 bins \+ forward, but mc_maze_small at 20 ms .*of 5 ms\?"
+    with pytest.raises(NlbkitError, match=wrong):
+        merge_runs([read_run(out.run.path)])
 
 
 def test_validation_trials_train_through_their_heldin_only():

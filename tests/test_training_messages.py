@@ -70,7 +70,7 @@ def test_without_validation_trials_the_lines_show_the_loss_and_promise_no_early_
 def test_a_long_cpu_estimate_points_at_cuda_and_the_measured_configuration():
     long = estimate_line(90.0, 3, 2000, "cpu")
     assert long.startswith("estimated training time: 49.9 h more for epochs 4-2000")
-    assert "--device cuda" in long and "docs/results.md" in long
+    assert "--device cuda" in long and "--preset cpu" in long and "docs/results.md" in long
     assert "--device cuda" not in estimate_line(90.0, 3, 2000, "cuda")
     assert "--device cuda" not in estimate_line(0.5, 3, 300, "cpu")
 
@@ -170,3 +170,25 @@ def test_a_run_says_its_precision_and_threads(tmp_path):
     trainer = Trainer(net, cfg.train, RunDir(tmp_path / "run"), data.fit, None, torch.device("cpu"))
     torch.set_num_threads(1)
     assert trainer.setting() == "float32, 1 thread"
+
+
+def test_resume_of_a_finished_run_says_there_is_nothing_to_resume(tensors, tmp_path):
+    args = ["train", "mc_maze_small", "--from-tensors", str(tensors), "--run-dir", str(tmp_path / "r"),
+            "--epochs", "2", "--quiet", *TINY]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 1 and "holds a finished run" in again.stderr and "--resume" not in again.stderr
+    resumed = CliRunner().invoke(main, [*args, "--resume"])
+    assert resumed.exit_code == 1 and len(resumed.stderr.strip().splitlines()) == 1
+    assert "finished (rates and scores written); nothing to resume" in resumed.stderr
+    assert "--overwrite" in resumed.stderr and "--tag NAME" in resumed.stderr
+
+
+def test_resume_without_a_checkpoint_says_start_again(tensors, tmp_path, monkeypatch):
+    _interrupt_at(1, monkeypatch)
+    args = ["train", "mc_maze_small", "--from-tensors", str(tensors), "--run-dir", str(tmp_path / "r"),
+            "--epochs", "2", "--quiet", *TINY]
+    CliRunner().invoke(main, args)
+    monkeypatch.undo()
+    resumed = CliRunner().invoke(main, [*args, "--resume"])
+    assert resumed.exit_code == 1 and "no checkpoint to resume; pass --overwrite" in resumed.stderr

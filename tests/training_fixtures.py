@@ -9,7 +9,7 @@ import numpy as np
 
 from nlbkit.config import RunConfig, build_config
 
-N_IN, N_OUT, T, F = 6, 3, 16, 4
+N_IN, N_OUT, T, F = 6, 3, 140, 40  # mc_maze_small at 5 ms: 700 ms trials, 200 ms forward
 
 
 def _spikes(rng: np.random.Generator, trials: int, bins: int, neurons: int, rate: np.ndarray) -> np.ndarray:

@@ -15,7 +15,8 @@ import click
 @click.option("--targets", "targets_file", type=click.Path(path_type=Path), default=None,
               help="Test-phase targets in the layout of nlb_tools' eval_data_test.h5 "
                    "(`nlbkit fetch --targets` downloads it); default: <data dir>/eval_data_test.h5 "
-                   "when present. Needed for test-phase runs.")
+                   "when present (generated data: the one `nlbkit synth` wrote in the dataset's "
+                   "folder). Needed for test-phase runs.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="Where data/<dataset>/tensors_<bin>ms.h5 (val targets) lives; default: the tensor "
                    "file each run recorded, else $NLBKIT_DATA or data/.")

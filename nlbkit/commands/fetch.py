@@ -7,6 +7,7 @@ import click
 from nlbkit.commands.dataset_arg import DATASET_OR_ALL
 from nlbkit.errors import NlbkitError
 from nlbkit.fetch.download import LocalState, RetryPolicy, Unreachable, human_bytes, partial_dir
+from nlbkit.nlb.marker import is_generated_file
 
 INSTANCE_HELP = (
     "DANDI API server to use (default: $NLBKIT_DANDI_INSTANCE, else the public DANDI archive, "
@@ -123,6 +124,8 @@ def _print_listing(rows) -> None:
         state = local.state.value
         if local.state is LocalState.DIFFERS:
             state = f"differs ({local.detail})"
+        if local.state is not LocalState.VERIFIED and is_generated_file(row.path):
+            state = "generated (nlbkit synth), not the archive's file"
         if local.partial_bytes:
             done = 100 * local.partial_bytes / max(r.size, 1)
             state += f"; partial {done:.0f}% in {partial_dir(row.path).name}"

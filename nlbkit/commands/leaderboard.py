@@ -11,7 +11,8 @@ import click
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--targets", "targets_file", type=click.Path(path_type=Path), default=None,
               help="Test-phase targets in the layout of nlb_tools' eval_data_test.h5; default: "
-                   "<data dir>/eval_data_test.h5 (`nlbkit fetch --targets`).")
+                   "<data dir>/eval_data_test.h5 (`nlbkit fetch --targets`; generated data: the "
+                   "one `nlbkit synth` wrote in the dataset's folder).")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="Where the val targets live (as for `nlbkit evaluate`).")
 @click.option("--json", "json_file", type=click.Path(path_type=Path), default=None,

@@ -41,9 +41,9 @@ def command(dataset: str, bins: tuple[str, ...], data_dir: str | None, compress:
       nlbkit prepare mc_maze --bin-ms 5 --bin-ms 20 --data-dir /data/nlb
       nlbkit prepare all --bin-ms 20
     """
+    from nlbkit.nlb.marker import label
     from nlbkit.paths import dataset_dir
     from nlbkit.prepare.tensors import describe_file, prepare
-    from nlbkit.synth.marker import label
 
     names = list(DATASET_NAMES) if dataset == "all" else [dataset]
     for name in names:

@@ -27,9 +27,9 @@ def command(run_dir: Path, output: Path | None) -> None:
     A figure whose pieces the run lacks (a smoothing run has no log or latents, a test-phase run
     no targets) is skipped with a note.
     """
+    from nlbkit.nlb.marker import tensors_label
     from nlbkit.report.make import make_report
     from nlbkit.scoring.evaluate import read_run
-    from nlbkit.synth.marker import tensors_label
 
     result = make_report(run_dir, output)
     info = read_run(run_dir)

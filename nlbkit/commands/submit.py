@@ -31,7 +31,10 @@ def command(run_dirs: tuple[Path, ...], output: Path | None, runs_root: Path, ph
     """Merge the rates of RUN_DIR(s) into one EvalAI HDF5 file.
 
     \b
-    Without RUN_DIR, takes the latest finished run of each dataset and bin under --runs in --phase.
+    Without RUN_DIR, takes the untagged run (<dataset>_<bin>ms_<phase>_<model>, what the leaderboard
+    path writes) of each dataset and bin under --runs in --phase; never a run scored on held-out
+    train trials. Where a dataset and bin has several such runs, or tagged ones only, it names them
+    and writes nothing: pass the run directories.
     Groups are named as EvalAI expects ('mc_maze', 'mc_maze_20', ...); the file is written to a
     temporary name and renamed. Check it with `nlbkit validate FILE` before uploading.
     \b
@@ -44,15 +47,17 @@ def command(run_dirs: tuple[Path, ...], output: Path | None, runs_root: Path, ph
     from nlbkit.submit.evalai import evalai_upload, submit_runs
 
     path = submit_runs(run_dirs, output, runs_root, phase, None if model == "any" else model)
+    from nlbkit.nlb.marker import GENERATED_LABEL, H5_ATTR
+
     with h5py.File(path, "r") as h5:
         file_phase, groups = str(h5.attrs["phase"]), list(h5.keys())
         taken = [r.decode() if isinstance(r, bytes) else str(r) for r in h5.attrs.get("runs", [])]
+        generated = f", {GENERATED_LABEL}" if H5_ATTR in h5.attrs else ""
     if not run_dirs:
         which = "run" if model == "any" else f"{model} run"
-        click.echo(f"took the latest finished {which} of each dataset and bin under {runs_root} "
-                   f"({phase} phase):")
+        click.echo(f"took the untagged {which} of each dataset and bin under {runs_root} ({phase} phase):")
         for run_dir in taken:
             click.echo(f"  {run_dir}")
-    click.echo(f"wrote {path} ({file_phase} phase): {', '.join(groups)}")
+    click.echo(f"wrote {path} ({file_phase} phase{generated}): {', '.join(groups)}")
     if upload:
         click.echo(evalai_upload(path, file_phase, challenge, phase_id, large, method_name))

@@ -26,7 +26,8 @@ def command(dataset: str, data_dir: str | None, seed: int, scale: str, force: bo
     \b
     Spikes are Poisson from rates exp(C z + b) driven by a Lorenz latent system; behaviour is a
     linear read-out of the latents. Writes <data-dir>/<dataset>/ with the train NWB, the test
-    NWB and ground_truth.h5 (the true rates, for oracle scores). Same seed, same files.
+    NWB, eval_data_test.h5 (the test trials' targets, which `evaluate` scores test-phase runs
+    against) and ground_truth.h5 (the true rates, for oracle scores). Same seed, same files.
     Each file is stamped as generated and listed in <dataset>/.nlbkit-generated; a file already
     there that synth did not write (real data) is left alone with an error, unless --force.
     """

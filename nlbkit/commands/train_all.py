@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from nlbkit.commands import inside_workdir
@@ -58,7 +60,7 @@ def command(datasets, bins, phase, model_name, seeds, data_dir, run_root, config
       nlbkit train-all mc_maze --address auto --gpus-per-task 0.25 --seeds 4
     """
     from nlbkit.errors import NlbkitError
-    from nlbkit.train.parallel import TrainAllOptions, train_all
+    from nlbkit.train.parallel import LeaderboardInterrupted, TrainAllOptions, train_all
 
     opts = TrainAllOptions(
         datasets=tuple(datasets), bins=tuple(int(b) for b in bins) or (5, 20), phase=phase,
@@ -66,7 +68,10 @@ def command(datasets, bins, phase, model_name, seeds, data_dir, run_root, config
         overrides=tuple(overrides), seed=seed, epochs=epochs, device=device, address=address, cpus=cpus,
         cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task,
     )
-    results = train_all(opts, log=click.echo)
+    try:
+        results = train_all(opts, log=click.echo)
+    except LeaderboardInterrupted:
+        sys.exit(130)  # how to continue is printed already; no second 'error: interrupted'
     failed = [r.name for r in results if r.status == "failed"]
     if failed:
         raise NlbkitError(f"{len(failed)} run(s) failed: {', '.join(failed)}; run the same command to retry")

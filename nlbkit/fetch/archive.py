@@ -37,9 +37,9 @@ from nlbkit.fetch.download import (
 )
 from nlbkit.fetch.record import FetchRecord, RecordedFile, read_record, write_record
 from nlbkit.nlb.datasets import DATASET_NAMES, DatasetSpec, get_spec
+from nlbkit.nlb.marker import forget_generated, is_generated_file
 from nlbkit.paths import data_dir as resolve_data_dir
 from nlbkit.paths import dataset_dir
-from nlbkit.synth.marker import forget_generated
 
 DEFAULT_INSTANCE = "https://api.dandiarchive.org/api"
 INSTANCE_ENV = "NLBKIT_DANDI_INSTANCE"
@@ -370,6 +370,9 @@ def list_local(datasets: Iterable[str], data_dir: str | os.PathLike | None = Non
         for asset in (spec.train_asset_name, spec.test_asset_name):
             path = dataset_dir(name, data_dir) / asset
             present = path.exists()
-            state = "present, unverified (no record of a fetch)" if present else "missing"
+            if is_generated_file(path):
+                state = "generated (nlbkit synth), not the archive's file"
+            else:
+                state = "present, unverified (no record of a fetch)" if present else "missing"
             rows.append(LocalRow(name, "?", asset, path.stat().st_size if present else None, state))
     return rows

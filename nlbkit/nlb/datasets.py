@@ -133,6 +133,36 @@ class DatasetSpec:
     def forward_bins(self, bin_ms: int) -> int:
         return self.fp_len_ms // bin_ms
 
+    @property
+    def trial_ms(self) -> int:
+        """Length of a trial's window (ms): the fixed train window; eval windows of varying
+        length are padded to the same (`eval_seg_len_ms`)."""
+        return self.train_window.length_ms
+
+    def trial_bins(self, bin_ms: int) -> int:
+        """Bins of a trial's window at `bin_ms` (140 for mc_maze at 5 ms, 35 at 20 ms)."""
+        return self.trial_ms // bin_ms
+
+    def check_bins(self, source: object, bin_ms: int, n_bins: int, n_forward: int | None = None) -> None:
+        """Refuse (one line naming `source`) arrays whose bins do not fill this dataset's trial
+        window (and forward window, when `n_forward` is given) at `bin_ms`: a tensor file of
+        another bin width."""
+
+        def shape(b: int) -> tuple[int, ...]:
+            return (self.trial_bins(b),) if n_forward is None else (self.trial_bins(b), self.forward_bins(b))
+
+        got = (n_bins,) if n_forward is None else (n_bins, n_forward)
+        if got == shape(bin_ms):
+            return
+        other = [b for b in BIN_SIZES_MS if shape(b) == got]
+        hint = f" (bins of {other[0]} ms?)" if other else ""
+        ms = (self.trial_ms, self.fp_len_ms)[: len(got)]
+        raise NlbkitError(
+            f"{source}: {' + '.join(map(str, got))} {'bins + forward' if n_forward is not None else 'bins'}, "
+            f"but {self.name} at {bin_ms} ms has {' + '.join(map(str, shape(bin_ms)))} "
+            f"({' + '.join(map(str, ms))} ms){hint}"
+        )
+
 
 def _maze_window() -> Window:
     return Window(align_field="move_onset_time", align_range=(-250, 450))

@@ -1,4 +1,5 @@
-"""Evaluation targets of the val phase: nlb_tools' `make_eval_target_tensors(include_psth=True)`.
+"""Evaluation targets: nlb_tools' `make_eval_target_tensors(include_psth=True)`, val phase (and
+test phase, for generated data).
 
 Keys as nlb_tools names them: `eval_spikes_heldout`, `train_behavior`, `eval_behavior`,
 `eval_spikes_heldin_forward`, `eval_spikes_heldout_forward`, and where the dataset has them
@@ -35,10 +36,27 @@ def _eval_heldout_variable(ctx: Context, mask, params, extra, jitter_ms) -> np.n
 
 def val_target(ctx: Context) -> dict[str, np.ndarray]:
     """Targets for scoring val-trial predictions of a model trained on the train trials."""
+    return eval_target(ctx, ("train",), "val")
+
+
+def test_target(ctx: Context) -> dict[str, np.ndarray]:
+    """Targets for scoring test-trial predictions of a model trained on the train and val trials:
+    a group of nlb_tools' `eval_data_test.h5` (`make_eval_target_tensors(ds, name, ['train', 'val'],
+    'test')`). Needs a session holding the test trials' held-out spikes, which only generated data
+    has (NLB's test files hold held-in units only)."""
+    return eval_target(ctx, ("train", "val"), "test")
+
+
+def eval_target(ctx: Context, fit_splits: tuple[str, ...], eval_split: str) -> dict[str, np.ndarray]:
+    """Targets for the `eval_split` trials of a model trained on the `fit_splits` trials."""
     spec, trials, s = ctx.spec, ctx.trials, ctx.session
     if s.heldout is None:
         raise NlbkitError(f"{s.path}: no held-out units; eval targets need them")
-    train, evals = ctx.split_mask("train"), ctx.split_mask("val")
+    train, evals = ctx.split_mask(*fit_splits), ctx.split_mask(eval_split)
+    if not evals.any():
+        raise NlbkitError(f"{s.path}: no trials with split '{eval_split}'")
+    # nlb_tools: test-phase PSTHs average every trial but those of split 'none'
+    ignore = ctx.split_mask("none") if eval_split == "test" else ~(train | evals)
     params = window_params(spec.eval_window)
     extra, train_jit, eval_jit = None, None, None
     if spec.jitter is not None:
@@ -61,7 +79,7 @@ def val_target(ctx: Context) -> dict[str, np.ndarray]:
         out["train_decode_mask"] = np.stack([col[train] == 0, col[train] == 1]).T
         out["eval_decode_mask"] = np.stack([col[evals] == 0, col[evals] == 1]).T
     if spec.psth is not None:
-        train_idx, eval_idx, psth = make_psth(ctx, train, evals, ~(train | evals))
+        train_idx, eval_idx, psth = make_psth(ctx, train, evals, ignore)
         out["eval_cond_idx"], out["train_cond_idx"], out["psth"] = eval_idx, train_idx, psth
         if spec.jitter is not None:
             out["eval_jitter"] = np.round(eval_jit / ctx.bin_ms).astype(np.int64)

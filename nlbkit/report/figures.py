@@ -13,12 +13,15 @@ import numpy as np
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import get_spec
 from nlbkit.report.data import ReportData, Skip
+from nlbkit.synth.latents import MAX_RATE_HZ
 
 N_NEURONS = 4
 N_TRIALS = 3
 N_CONDITIONS = 8
 SMOOTH_SD_MS = 40.0
 N_SECTORS = 8  # reach directions, when no condition list colours the trials
+NO_VALIDATION = ("no validation trials (train.val_fraction = 0):\nevery trial trains; the rates come\n"
+                 "from the last (averaged) weights")
 
 
 def _hz(data: ReportData) -> float:
@@ -66,22 +69,27 @@ def training_curves(data: ReportData):
     epoch = _column(rows, "epoch")
     chosen, stopped = chosen_and_stop_epochs(rows, _max_epochs(data))
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax in axes[:2]:
+    co_bps = _column(rows, "val_co_bps")
+    keep = ~np.isnan(co_bps)
+    for ax in axes[:2] if keep.any() else axes[:1]:
         ax.axvline(chosen, color="k", ls=":", lw=1, label=f"checkpoint (epoch {chosen})")
         if stopped is not None:
             ax.axvline(stopped, color="C3", ls="--", lw=1, label=f"early stop (epoch {stopped})")
     for key, style in (("loss", "-"), ("nll", "-"), ("val_nll", "o-")):
         values = _column(rows, key)
         keep = ~np.isnan(values)
-        axes[0].plot(epoch[keep], values[keep], style, ms=3, label=key)
+        if keep.any():
+            axes[0].plot(epoch[keep], values[keep], style, ms=3, label=key)
     axes[0].set(xlabel="epoch", ylabel="per bin and neuron", title="loss")
     axes[0].legend(frameon=False)
-    co_bps = _column(rows, "val_co_bps")
-    keep = ~np.isnan(co_bps)
-    axes[1].plot(epoch[keep], co_bps[keep], "o-", ms=3, label="validation co-bps")
-    axes[1].plot(epoch, _column(rows, "best_co_bps"), "--", label="best so far")
     axes[1].set(xlabel="epoch", ylabel="bits/spike", title="validation co-bps")
-    axes[1].legend(frameon=False)
+    if keep.any():
+        axes[1].plot(epoch[keep], co_bps[keep], "o-", ms=3, label="validation co-bps")
+        axes[1].plot(epoch, _column(rows, "best_co_bps"), "--", label="best so far")
+        axes[1].legend(frameon=False)
+    else:
+        axes[1].text(0.5, 0.5, NO_VALIDATION, ha="center", va="center", fontsize=9,
+                     transform=axes[1].transAxes)
     axes[2].plot(epoch, _column(rows, "kl_weight"), color="C2", label="KL weight")
     axes[2].set(xlabel="epoch", ylabel="KL weight", title="schedules")
     twin = axes[2].twinx()
@@ -122,6 +130,19 @@ def label_color(label: int, meaning: str):
     return f"C{label % 10}"
 
 
+def condition_legend(ax, labels: np.ndarray, meaning: str) -> None:
+    """A legend of the colours `label_color` gave: one entry per condition (or reach sector)."""
+    shown = sorted({int(label) for label in labels})
+    if meaning.startswith("reach"):
+        names = {s: f"{-180 + s * 360 // N_SECTORS}..{-180 + (s + 1) * 360 // N_SECTORS} deg" for s in shown}
+    else:
+        names = {c: "no condition" if c < 0 else f"condition {c}" for c in shown}
+    for label in shown[:12]:
+        ax.plot([], [], "-", color=label_color(label, meaning), label=names[label])
+    ax.legend(frameon=False, fontsize=7, title=meaning if len(shown) <= 12 else f"{meaning} (12 shown)",
+              title_fontsize=7)
+
+
 def latent_trajectories(data: ReportData):
     """The first principal components of the inferred latent state, coloured by condition."""
     from nlbkit.train.latents import principal_components, run_latents
@@ -145,6 +166,7 @@ def latent_trajectories(data: ReportData):
                 title="latent state [z, v, h], eval trials (dot: start)")
     axes[1].set(xlabel="time in window (ms)", ylabel="PC1",
                 title=f"PC1 over time (one model step = {latents.step_ms:g} ms)")
+    condition_legend(axes[1], labels, meaning)
     fig.suptitle(f"{data.run.path.name}: inferred latents, coloured by {meaning}")
     fig.tight_layout()
     return fig
@@ -209,7 +231,10 @@ def psths(data: ReportData):
     axes[0, 0].set_ylabel("spikes/s")
     axes[0, 0].plot([], [], "k-", label="predicted")
     axes[0, 0].plot([], [], "k--", label="true PSTH")
-    axes[0, 0].legend(frameon=False, fontsize=7)
+    for k, cond in enumerate(conds):
+        axes[0, -1].plot([], [], "-", color=f"C{k % 10}", label=f"condition {cond}")
+    for ax in dict.fromkeys([axes[0, 0], axes[0, -1]]):
+        ax.legend(frameon=False, fontsize=7)
     fig.suptitle(f"{data.run.path.name}: PSTHs of {len(conds)} conditions (colour), predicted vs true")
     fig.tight_layout()
     return fig
@@ -259,6 +284,7 @@ def decoded_velocity(data: ReportData):
         axes[-1].plot(*np.cumsum(np.where(valid[trial, :, None], decoded[trial, :, :2], 0), axis=0).T,
                       "-", color=color, lw=1)
     axes[-1].set(title=f"integrated paths by {meaning}", xlabel="x (a.u.)", ylabel="y (a.u.)")
+    condition_legend(axes[-1], labels, meaning)
     fig.suptitle(f"{data.run.path.name}: decoded vs true behaviour, eval trials (R2 {r2:.3f})")
     fig.tight_layout()
     return fig
@@ -280,6 +306,11 @@ def true_rates(data: ReportData):
     axes[0].scatter(truth.reshape(-1)[pick], inferred.reshape(-1)[pick], s=2, alpha=0.3)
     top = float(max(truth.max(), inferred.max()))
     axes[0].plot([0, top], [0, top], "k--", lw=1)
+    if truth.max() >= MAX_RATE_HZ - 1e-3:
+        # The generator caps rates there (as real neurons saturate): a column of points at the cap.
+        axes[0].axvline(MAX_RATE_HZ, color="C3", ls=":", lw=1,
+                        label=f"{MAX_RATE_HZ:.0f} Hz: the generator's ceiling on true rates")
+        axes[0].legend(frameon=False, fontsize=7, loc="upper left")
     axes[0].set(xlabel="true rate (spikes/s)", ylabel="inferred rate (spikes/s)",
                 title=f"all eval bins and neurons (R2 {r2:.3f})")
     t = _time_ms(truth.shape[1], data.bin_ms)
@@ -308,32 +339,31 @@ def ensemble_members(data: ReportData):
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
     width = 0.8 / (len(members) + 1)
     x = np.arange(len(metrics))
+    tags = [Path(m["run_dir"]).name.rsplit("_", 1)[-1] for m in members]  # s0, s1, ... / f0, ...
     for k, member in enumerate(members):
         values = [member["scores"].get(m, np.nan) for m in metrics]
-        axes[0].bar(x + k * width, values, width, color="0.65", edgecolor="0.3",
-                    label="members" if k == 0 else None)
+        shade = str(0.45 + 0.4 * k / max(1, len(members) - 1))
+        axes[0].bar(x + k * width, values, width, color=shade, edgecolor="0.3", label=f"member {tags[k]}")
     axes[0].bar(x + len(members) * width, [saved["scores"][m] for m in metrics], width, color="C0",
                 label=f"mean of {len(members)}")
     axes[0].set_xticks(x + 0.4 - width / 2, metrics)
     axes[0].axhline(0, color="k", lw=0.5)
     axes[0].set(title="local scores", ylabel="score")
     axes[0].legend(frameon=False, fontsize=8)
-    drawn = 0
-    for member in members:
-        run = RunDir(Path(member["run_dir"]))
-        if not run.metrics_csv.exists():
-            continue
-        rows = [r for r in run.metrics() if r.get("val_co_bps")]
+    logs = {tag: RunDir(Path(m["run_dir"])).metrics() for tag, m in zip(tags, members, strict=True)}
+    validated = any(r.get("val_co_bps") for rows in logs.values() for r in rows)
+    key, title, unit = (("val_co_bps", "members' validation co-bps", "bits/spike") if validated else
+                        ("loss", "members' training loss (no validation trials)", "per bin and neuron"))
+    for tag, rows in logs.items():
+        rows = [r for r in rows if r.get(key)]
         if rows:
-            axes[1].plot(_column(rows, "epoch"), _column(rows, "val_co_bps"), ".-", lw=1, ms=3,
-                         label=run.path.name.rsplit("_", 1)[-1])
-            drawn += 1
-    axes[1].set(xlabel="epoch", ylabel="bits/spike", title="members' validation co-bps")
-    if drawn:
+            axes[1].plot(_column(rows, "epoch"), _column(rows, key), ".-", lw=1, ms=3, label=f"member {tag}")
+    axes[1].set(xlabel="epoch", ylabel=unit, title=title)
+    if any(logs.values()):
         axes[1].legend(frameon=False, fontsize=8)
     else:
-        axes[1].text(0.5, 0.5, "no member training logs", ha="center", va="center",
-                     transform=axes[1].transAxes)
+        axes[1].text(0.5, 0.5, "no member has a metrics.csv (smoothing members, or logs removed)",
+                     ha="center", va="center", transform=axes[1].transAxes)
     fig.suptitle(f"{data.run.path.name}: ensemble of {len(members)}")
     fig.tight_layout()
     return fig

@@ -17,11 +17,11 @@ import numpy as np
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import get_spec
 from nlbkit.nlb.h5io import load_test_target, load_val_target, open_h5
+from nlbkit.nlb.marker import is_generated
 from nlbkit.nlb.tensor_file import holdout_targets, train_trials
 from nlbkit.paths import tensors_path
-from nlbkit.runs import RunInfo, read_rates, read_run
+from nlbkit.runs import RunDir, RunInfo, read_rates, read_run
 from nlbkit.scoring.metrics import evaluate_group
-from nlbkit.synth.marker import is_generated
 
 
 def val_targets_path(dataset: str, bin_ms: int, data_dir: str | os.PathLike | None) -> Path:
@@ -92,6 +92,11 @@ class RunScore:
     run: RunInfo
     scores: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def generated(self) -> bool:
+        """Whether the run's tensor file was made from `nlbkit synth`'s generated data."""
+        return self.run.tensors is not None and is_generated(self.run.tensors.parent)
+
     def as_json(self) -> dict:
         return {
             "run_dir": str(self.run.run_dir),
@@ -99,16 +104,24 @@ class RunScore:
             "bin_ms": self.run.bin_ms,
             "phase": self.run.phase,
             "model": self.run.model,
-            "generated_data": self.run.tensors is not None and is_generated(self.run.tensors.parent),
+            "generated_data": self.generated,
             "scores": self.scores,
         }
 
 
-def default_test_targets(data_dir: str | os.PathLike | None) -> Path | None:
-    """`<data_dir>/eval_data_test.h5` (where `nlbkit fetch --targets` puts it) when it exists."""
-    from nlbkit.fetch.test_targets import targets_path
+def default_test_targets(
+    data_dir: str | os.PathLike | None, tensors: str | os.PathLike | None = None
+) -> Path | None:
+    """The test-phase targets found without --targets. For generated data (the folder of the
+    tensor file `tensors` comes from `nlbkit synth`) the ones `synth` wrote beside it, never the
+    real ones; otherwise `<data_dir>/eval_data_test.h5` (where `nlbkit fetch --targets` puts it).
+    None when there are none."""
+    from nlbkit.fetch.test_targets import TARGETS_FILE, targets_path
 
-    path = targets_path(data_dir)
+    if tensors is not None and is_generated(Path(tensors).parent):
+        path = Path(tensors).parent / TARGETS_FILE
+    else:
+        path = targets_path(data_dir)
     return path if path.exists() else None
 
 
@@ -125,8 +138,31 @@ def score_run(
     run = read_run(run_dir)
     if phase is not None and phase != run.phase:
         raise NlbkitError(f"{run.run_dir}: a {run.phase}-phase run cannot be scored in phase {phase}")
+    check_current(run, data_dir)
     target = run_target(run, data_dir, targets_file)
-    return RunScore(run, score_rates(run.dataset, run.bin_ms, target, read_rates(run), run.rates_path))
+    rates = read_rates(run)
+    if "eval_rates_heldin" in rates and "eval_rates_heldin_forward" in rates:
+        get_spec(run.dataset).check_bins(run.rates_path, run.bin_ms, rates["eval_rates_heldin"].shape[1],
+                                         rates["eval_rates_heldin_forward"].shape[1])
+    return RunScore(run, score_rates(run.dataset, run.bin_ms, target, rates, run.rates_path))
+
+
+def run_tensors(run: RunInfo, data_dir: str | os.PathLike | None = None) -> Path | None:
+    """The tensor file a run is scored against: the data dir's when given, else the one it recorded."""
+    if data_dir is not None and run.eval_index is None:
+        return tensors_path(run.dataset, run.bin_ms, data_dir)
+    return run.tensors
+
+
+def check_current(run: RunInfo, data_dir: str | os.PathLike | None = None) -> None:
+    """Refuse a run whose rates are older than its tensor file (written again since, e.g. after a
+    new `synth` and `prepare`): its scores would compare predictions of other trials."""
+    tensors = run_tensors(run, data_dir)
+    if tensors is not None and RunDir(run.run_dir).older_than(tensors):
+        raise NlbkitError(
+            f"{run.run_dir}: its rates are older than {tensors}, written again since the run; "
+            "train it again (--overwrite) on the current file"
+        )
 
 
 def run_target(
@@ -143,5 +179,5 @@ def run_target(
             raise NlbkitError(f"{run.run_dir}: run.json lists held-out trials but no tensor file")
         return holdout_target(run.tensors, run.eval_index)
     if run.phase == "test" and targets_file is None:
-        targets_file = default_test_targets(data_dir)
+        targets_file = default_test_targets(data_dir, run_tensors(run, data_dir))
     return eval_targets_for(run.dataset, run.bin_ms, run.phase, data_dir, targets_file, tensors_file)

@@ -20,6 +20,7 @@ import h5py
 
 from nlbkit.nlb.datasets import DATASET_NAMES
 from nlbkit.nlb.keys import METRIC_NAMES, TRAIN_GROUP
+from nlbkit.nlb.marker import GENERATED_LABEL
 from nlbkit.nlb.published import PublishedEntry, load_published, published_for
 from nlbkit.paths import atomic_path
 from nlbkit.runs import RunInfo
@@ -66,7 +67,8 @@ class Board:
 
     @property
     def title(self) -> str:
-        return f"{self.dataset} {self.bin_ms} ms, {self.phase} phase"
+        generated = f" ({GENERATED_LABEL})" if any(r.score.generated for r in self.runs) else ""
+        return f"{self.dataset}{generated} {self.bin_ms} ms, {self.phase} phase"
 
     def note(self) -> str | None:
         """Why there is nothing to rank against, if so."""
@@ -144,7 +146,7 @@ def _targets_label(run: RunInfo, targets_file: str | os.PathLike | None,
         if targets_file is None:
             from nlbkit.scoring.evaluate import default_test_targets
 
-            targets_file = default_test_targets(data_dir)
+            targets_file = default_test_targets(data_dir, run.tensors)
         return str(targets_file)
     return f"the val targets of {run.tensors if data_dir is None and run.tensors else 'the data dir'}"
 

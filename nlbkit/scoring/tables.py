@@ -9,8 +9,8 @@ import numpy as np
 
 from nlbkit.nlb.datasets import DATASET_NAMES
 from nlbkit.nlb.keys import METRIC_NAMES
+from nlbkit.nlb.marker import tensors_label
 from nlbkit.scoring.evaluate import RunScore
-from nlbkit.synth.marker import tensors_label
 
 
 def order_for_table(scores: Sequence[RunScore]) -> list[RunScore]:

@@ -2,7 +2,8 @@
 
 The file holds one group per dataset and bin ('mc_maze', 'mc_maze_20', ..., 'mc_maze_small_20'),
 each with the six float32 arrays of `RATE_KEYS` (trials, bins, neurons; rates per bin). Root attrs
-`phase` ('val' or 'test') and `runs` (the run directories merged) say where it came from.
+`phase` ('val' or 'test') and `runs` (the run directories merged) say where it came from;
+`nlbkit_generated` marks the rates of generated data (`nlbkit synth`).
 Checking a file before upload lives in `nlbkit.submit.validate`.
 """
 
@@ -19,10 +20,12 @@ import numpy as np
 
 from nlbkit.claims import claim
 from nlbkit.errors import NlbkitError
+from nlbkit.models import MODEL_NAMES
 from nlbkit.nlb.datasets import BIN_SIZES_MS, DATASET_NAMES, get_spec
 from nlbkit.nlb.h5io import Groups, write_h5_groups
 from nlbkit.nlb.keys import RATE_KEYS
-from nlbkit.runs import RunInfo, read_rates, read_run
+from nlbkit.nlb.marker import GENERATED_STAMP, H5_ATTR, is_generated
+from nlbkit.runs import ENSEMBLE_MODEL, RunInfo, read_rates, read_run, run_name
 
 EVALAI_CHALLENGE = 1256
 # EvalAI phase ids of the NLB'21 challenge ('evalai challenge 1256 phases' lists them).
@@ -47,22 +50,36 @@ def find_runs(runs_root: str | os.PathLike) -> list[RunInfo]:
     return runs
 
 
-def latest_runs(
+def default_runs(
     runs_root: str | os.PathLike, phase: str, model: str | None = "langevin"
 ) -> list[RunInfo]:
-    """The most recent finished run of each dataset and bin in `phase` (of `model` unless None)."""
-    latest: dict[tuple[str, int], RunInfo] = {}
+    """The run of each dataset and bin that `nlbkit submit` takes when given no RUN_DIR: the
+    untagged one, `<dataset>_<bin>ms_<phase>_<model>` (what the leaderboard path writes; with
+    `model` None, of any model). Runs scored on held-out train trials are never taken. Several
+    untagged runs of one dataset and bin, or tagged ones only, are an error naming them."""
+    models = [model] if model is not None else [*MODEL_NAMES, ENSEMBLE_MODEL]
+    candidates: dict[tuple[str, int], list[RunInfo]] = {}
     for run in find_runs(runs_root):
-        if run.phase != phase or (model is not None and run.model != model):
+        if run.phase != phase or run.eval_source == "holdout":
             continue
-        key = (run.dataset, run.bin_ms)
-        stamp = (run.created, run.rates_path.stat().st_mtime)
-        if key not in latest or stamp > (latest[key].created, latest[key].rates_path.stat().st_mtime):
-            latest[key] = run
-    if not latest:
+        names = [run_name(run.dataset, run.bin_ms, run.phase, m) for m in models]
+        if run.model in models or any(run.run_dir.name.startswith(n) for n in names):
+            candidates.setdefault((run.dataset, run.bin_ms), []).append(run)
+    if not candidates:
         which = f"{model} " if model else ""
         raise NlbkitError(f"{runs_root}: no finished {which}runs in phase {phase}")
-    return sorted(latest.values(), key=lambda r: (DATASET_NAMES.index(r.dataset), r.bin_ms))
+    chosen = []
+    for (dataset, bin_ms), runs in sorted(candidates.items(),
+                                          key=lambda kv: (DATASET_NAMES.index(kv[0][0]), kv[0][1])):
+        names = {run_name(dataset, bin_ms, phase, m) for m in models}
+        untagged = [r for r in runs if r.run_dir.name in names]
+        if len(untagged) == 1:
+            chosen.append(untagged[0])
+            continue
+        listed = ", ".join(str(r.run_dir) for r in (untagged or runs))
+        what = "several untagged runs" if untagged else "no untagged run, only"
+        raise NlbkitError(f"{dataset} at {bin_ms} ms: {what} {listed}; pass the run directories to submit")
+    return chosen
 
 
 def merge_runs(runs: Sequence[RunInfo]) -> tuple[Groups, str]:
@@ -86,6 +103,8 @@ def merge_runs(runs: Sequence[RunInfo]) -> tuple[Groups, str]:
         if missing:
             raise NlbkitError(f"{run.rates_path}: missing {', '.join(missing)}")
         check_rate_arrays(run.rates_path, rates)
+        get_spec(run.dataset).check_bins(run.rates_path, run.bin_ms, rates["eval_rates_heldin"].shape[1],
+                                         rates["eval_rates_heldin_forward"].shape[1])
         groups[run.group] = {key: np.asarray(rates[key], dtype=np.float32) for key in RATE_KEYS}
         owner[run.group] = run.run_dir
     return groups, phases.pop()
@@ -131,10 +150,13 @@ def write_submission(
         name: {key: np.asarray(arrays[key], dtype=np.float32) for key in RATE_KEYS}
         for name, arrays in groups.items()
     }
+    runs = list(runs)
     run_dirs = [str(run.run_dir) for run in runs]
+    root_attrs = {"phase": phase, "runs": run_dirs} if run_dirs else {"phase": phase}
+    if any(run.tensors is not None and is_generated(run.tensors.parent) for run in runs):
+        root_attrs[H5_ATTR] = GENERATED_STAMP  # rates of generated data: never an upload
     with claim(output, "submission file"):  # two submits to one file at once: one writes it
-        return write_h5_groups(output, data, root_attrs={"phase": phase, "runs": run_dirs} if run_dirs
-                               else {"phase": phase})
+        return write_h5_groups(output, data, root_attrs=root_attrs)
 
 
 def submit_runs(
@@ -144,8 +166,8 @@ def submit_runs(
     phase: str = "test",
     model: str | None = "langevin",
 ) -> Path:
-    """Merge the given run directories (or the latest run per dataset and bin) into one file."""
-    runs = [read_run(d) for d in run_dirs] if run_dirs else latest_runs(runs_root, phase, model)
+    """Merge the given run directories (or `default_runs`) into one file."""
+    runs = [read_run(d) for d in run_dirs] if run_dirs else default_runs(runs_root, phase, model)
     groups, run_phase = merge_runs(runs)
     return write_submission(groups, output or default_output(run_phase), run_phase, runs)
 

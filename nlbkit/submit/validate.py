@@ -17,6 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import get_spec
 from nlbkit.nlb.h5io import load_test_target, load_val_target, open_h5, read_h5_groups
 from nlbkit.nlb.keys import EVAL_GROUP, RATE_KEYS, TRAIN_GROUP, rate_shapes
@@ -152,8 +153,14 @@ def check_values(name: str, key: str, array: np.ndarray, mask: np.ndarray | None
 
 def _check_group(name: str, arrays: dict, expected: list[tuple[str, dict]], masks: dict | None,
                  report: ValidationReport) -> None:
-    dataset, _ = group_of(name)
+    dataset, bin_ms = group_of(name)
     missing = [k for k in RATE_KEYS if k not in arrays]
+    observed, forward = arrays.get("eval_rates_heldin"), arrays.get("eval_rates_heldin_forward")
+    if observed is not None and forward is not None and observed.ndim == forward.ndim == 3:
+        try:  # a group of another bin width's rates ('mc_maze_20' holding 5 ms bins)
+            get_spec(dataset).check_bins(name, bin_ms, observed.shape[1], forward.shape[1])
+        except NlbkitError as exc:
+            report.errors.append(str(exc))
     if missing:
         report.errors.append(f"{name}: missing {', '.join(missing)}")
     extra = sorted(set(arrays) - set(RATE_KEYS))
@@ -167,13 +174,14 @@ def _check_group(name: str, arrays: dict, expected: list[tuple[str, dict]], mask
         if array.ndim != 3:
             report.errors.append(f"{name}/{key}: shape {array.shape}, expected (trials, bins, neurons)")
             continue
-        bad_shape = False
+        wanted: dict[tuple, list[str]] = {}  # expected shape -> the sources that say so
         for source, shapes in expected:
             if key in shapes and tuple(array.shape) != tuple(shapes[key]):
-                report.errors.append(
-                    f"{name}/{key}: shape {array.shape}, expected {shapes[key]} (from {source})"
-                )
-                bad_shape = True
+                wanted.setdefault(tuple(shapes[key]), []).append(source)
+        for shape, sources in wanted.items():  # one line per shape, however many sources agree
+            report.errors.append(f"{name}/{key}: shape {array.shape}, expected {shape} (from "
+                                 f"{' and '.join(sources)})")
+        bad_shape = bool(wanted)
         report.errors.extend(check_values(name, key, array, _window(dataset, key, masks, bad_shape)))
         if masks is None and get_spec(dataset).eval_front_padded and key.startswith("eval_rates_held") \
                 and not key.endswith("forward") and not _front_padding_only(array):

@@ -2,13 +2,15 @@
 
 `write_dataset` lays out a session (`layouts`), draws latents, rates and spikes
 (`latents`), and writes the train NWB (train/val trials, every unit, behaviour), the test
-NWB (test trials re-timed back to back, held-in units only) and `ground_truth.h5`, from which
-`oracle_rates` (`oracle`) recomputes the true rates of any window.
+NWB (test trials re-timed back to back, held-in units only), `eval_data_test.h5` (the test trials'
+targets at 5 and 20 ms, `test_targets`) and `ground_truth.h5`, from which `oracle_rates`
+(`oracle`) recomputes the true rates of any window.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 
@@ -16,7 +18,9 @@ import h5py
 import numpy as np
 
 from nlbkit.errors import NlbkitError
-from nlbkit.nlb.datasets import DATASET_NAMES, get_spec
+from nlbkit.fetch.test_targets import TARGETS_FILE
+from nlbkit.nlb.datasets import BIN_SIZES_MS, DATASET_NAMES, get_spec
+from nlbkit.nlb.marker import GENERATED_STAMP, H5_ATTR, check_replaceable, write_marker
 from nlbkit.paths import atomic_path, dataset_dir
 from nlbkit.synth.latents import (
     TICKS_PER_MS,
@@ -27,7 +31,6 @@ from nlbkit.synth.latents import (
     ticks_to_seconds,
 )
 from nlbkit.synth.layouts import SCALES, Layout, make_layout
-from nlbkit.synth.marker import GENERATED_STAMP, H5_ATTR, check_replaceable, write_marker
 from nlbkit.synth.nwb import (
     behavior_series,
     complement,
@@ -39,6 +42,7 @@ from nlbkit.synth.nwb import (
     write_nwb,
 )
 from nlbkit.synth.oracle import GROUND_TRUTH_NAME, load_ground_truth, oracle_rates
+from nlbkit.synth.test_targets import write_test_targets
 
 __all__ = ["GROUND_TRUTH_NAME", "SCALES", "load_ground_truth", "oracle_rates", "write_dataset", "write_all"]
 
@@ -55,7 +59,8 @@ def write_dataset(
 ) -> tuple[Path, Path]:
     """Generate `dataset` into `<data_dir>/<dataset>/` under the real NLB file names.
 
-    Writes the train NWB, the test NWB and `ground_truth.h5`, each stamped as generated, and lists
+    Writes the train NWB, the test NWB, `eval_data_test.h5` (the test trials' targets) and
+    `ground_truth.h5`, each stamped as generated, and lists
     them in the folder's `.nlbkit-generated` marker; returns (train path, test path).
     The same (dataset, seed, scale, fraction) always gives the same files' contents.
     `fraction` (full scale only) keeps that share of the trials, for benchmarks by size.
@@ -63,7 +68,7 @@ def write_dataset(
     """
     spec = get_spec(dataset)
     out_dir = dataset_dir(dataset, data_dir)
-    names = (spec.train_asset_name, spec.test_asset_name, GROUND_TRUTH_NAME)
+    names = (spec.train_asset_name, spec.test_asset_name, GROUND_TRUTH_NAME, TARGETS_FILE)
     if not force:
         check_replaceable(out_dir, names)
     # Listed before writing: an interrupted run leaves stamped files the next run may replace.
@@ -83,14 +88,24 @@ def write_dataset(
     gaps = _train_gaps(layout, rng)
     obs = complement(gaps, 0.0, layout.session_ms / 1000.0)
     test_path, shifts = _write_test(spec, layout, unit, ticks, heldout, out_dir, seed, rng)
-    # Keep only the train file's spikes before the behaviour is built: full scale stays lean.
     times = ticks_to_seconds(ticks)
     del ticks
+    behavior = _behavior(layout, timeline, rng)
+    whole = np.array([[0.0, layout.session_ms / 1000.0]])
+    every = np.bincount(unit, minlength=len(heldout))
+
+    def write_session(path: Path) -> Path:  # every trial and unit: the test trials' held-out spikes
+        return _write_nwb(spec, layout, np.ones(len(layout.split), bool), times, every, heldout, whole,
+                          behavior, path, f"nlbkit-synth-{spec.name}-seed{seed}-session", "whole session")
+
+    write_test_targets(out_dir / TARGETS_FILE, spec, write_session)
     keep = in_spans(times, obs)
     times = times[keep]
     counts = np.bincount(unit[keep], minlength=len(heldout))
     del unit, keep
-    train_path = _write_train(spec, layout, timeline, times, counts, heldout, obs, out_dir, seed, rng)
+    train_path = _write_nwb(spec, layout, layout.split != "test", times, counts, heldout, obs, behavior,
+                            out_dir / spec.train_asset_name, f"nlbkit-synth-{spec.name}-seed{seed}-train",
+                            "train and val trials")
     _write_ground_truth(out_dir / GROUND_TRUTH_NAME, dataset, seed, scale, layout, timeline,
                         weights, bias, heldout, obs, shifts)
     return train_path, test_path
@@ -136,22 +151,21 @@ def _train_gaps(layout: Layout, rng: np.random.Generator) -> np.ndarray:
     return np.round(merge_spans(gaps) / 1000.0, 6)
 
 
-def _write_train(spec, layout, timeline, times, counts, heldout, obs, out_dir, seed, rng) -> Path:
-    """The train NWB: spike times (s, sorted by unit then time) with per-unit counts."""
+def _write_nwb(spec, layout, rows, times, counts, heldout, obs, behavior, path, identifier, what) -> Path:
+    """An NWB of every unit in the train file's layout, with the trials `rows`: spike times (s,
+    sorted by unit then time) with per-unit counts; `behavior` as `_behavior` gives it."""
     units = units_table(np.arange(len(heldout)), heldout, times, counts, obs)
-    rows = layout.split != "test"
     columns = {c: layout.trials[c][rows] for c in layout.train_columns}
     trials = trials_table(columns, layout.column_descriptions)
-    behavior = _behavior(layout, timeline, rng)
     return write_nwb(
-        out_dir / spec.train_asset_name,
-        identifier=f"nlbkit-synth-{spec.name}-seed{seed}-train",
-        description=f"{GENERATED_STAMP} in the layout of the NLB dataset {spec.name} (train and val trials).",
+        path,
+        identifier=identifier,
+        description=f"{GENERATED_STAMP} in the layout of the NLB dataset {spec.name} ({what}).",
         session_id=spec.name,
         subject=spec.subject,
         units=units,
         trials=trials,
-        behavior=behavior,
+        behavior=[behavior_series(*args) for args in behavior],
     )
 
 
@@ -160,6 +174,10 @@ def _write_test(spec, layout, unit, ticks, heldout, out_dir, seed, rng) -> tuple
     windows = layout.test_window_ms
     length = int(windows[0, 1] - windows[0, 0])
     new_start = np.arange(len(windows), dtype=np.int64) * (length + TEST_SPACING_MS)
+    # Each trial keeps its phase on the grid of every bin size (binning starts at the session's
+    # 0 s): its test-file bins hold the spikes of its bins in the session, where the test
+    # targets are cut (`test_targets`).
+    new_start += (windows[:, 0].astype(np.int64) - new_start) % math.lcm(*BIN_SIZES_MS)
     shifts = new_start - windows[:, 0]
     # Some trials lose a few (fractional) ms of observation at one end: NaN bins there.
     obs = np.stack([new_start, new_start + length], axis=1) / 1000.0
@@ -210,8 +228,9 @@ def _write_test(spec, layout, unit, ticks, heldout, out_dir, seed, rng) -> tuple
     return path, shifts
 
 
-def _behavior(layout: Layout, timeline: LatentTimeline, rng: np.random.Generator) -> list:
-    """The 1 kHz behaviour series: velocities read out from the latents, positions integrated."""
+def _behavior(layout: Layout, timeline: LatentTimeline, rng: np.random.Generator) -> list[tuple]:
+    """The 1 kHz behaviour series, as `behavior_series` arguments: velocities read out from the
+    latents, positions integrated."""
     if not layout.behavior:
         return []
     lo, hi = layout.behavior_span_ms or (0, layout.session_ms)
@@ -232,7 +251,7 @@ def _behavior(layout: Layout, timeline: LatentTimeline, rng: np.random.Generator
         else:  # targets: a new random position every second or so
             steps = rng.normal(0.0, 50.0, size=((hi - lo) // 1000 + 1, ncol))
             data = np.repeat(steps, 1000, axis=0)[: hi - lo]
-        out.append(behavior_series(series.name, data, series.columns, series.unit, series.description, lo))
+        out.append((series.name, data, series.columns, series.unit, series.description, lo))
     return out
 
 

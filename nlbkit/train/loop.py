@@ -462,11 +462,13 @@ class Trainer:
         row["best_co_bps"] = self.best_co_bps if math.isfinite(self.best_co_bps) else ""
         row["seconds"] = round(time.perf_counter() - started, 4)
         self.rows.append(row)
+        # The log first: stopped between the two, a resume drops the row of an epoch it redoes;
+        # the other way round it would keep the checkpoint of an epoch whose row is lost.
+        self._write_log()
         if improved or self.val_set is None:
             self.save(self.run.best_ckpt, scored=True)
         self.save(self.run.last_ckpt)
         self.saved_epoch = self.epoch
-        self._write_log()
         return totals["loss"], co_bps
 
     def _interrupted(self) -> TrainingInterrupted:

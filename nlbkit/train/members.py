@@ -30,7 +30,7 @@ from nlbkit.config import RunConfig
 from nlbkit.ensemble import EnsembleResult, ensemble_runs
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.tensor_file import is_train_only
-from nlbkit.runs import RunDir, run_name
+from nlbkit.runs import ENSEMBLE_MODEL, RunDir, run_name
 
 if TYPE_CHECKING:
     from nlbkit.train.run import TrainOutcome
@@ -110,17 +110,18 @@ def train_members(
         tag = "holdout"
     output = Path(run_root) / run_name(dataset, bin_ms, phase, model, tag)
     with claim(output):  # the whole ensemble, members included: one command at a time
+        member_runs = [
+            RunDir(Path(run_root) / run_name(dataset, bin_ms, phase, model, plan.member_tag(k, tag)))
+            for k in range(plan.count)
+        ]
         if output.exists() and any(output.iterdir()) and not (resume or overwrite):
-            raise NlbkitError(
-                f"{output}: run directory exists; pass --resume to continue it, --overwrite to start it "
-                "again, or --tag NAME for a new one"
-            )
+            raise NlbkitError(f"{output}: run directory exists; {RunDir(output).next_steps()}")
+        if resume and not overwrite:
+            _check_resumable(RunDir(output), member_runs)
         members: list[TrainOutcome] = []
         baseline: dict[str, float] = {}
-        for k in range(plan.count):
+        for k, member_run in enumerate(member_runs):
             member_cfg = plan.member_config(cfg, k)
-            member_tag = plan.member_tag(k, tag)
-            member_run = RunDir(Path(run_root) / run_name(dataset, bin_ms, phase, model, member_tag))
             head = f"member {k + 1}/{plan.count} (seed {member_cfg.train.seed}" + (
                 f", validates on fold {k})" if plan.bagging else ")"
             )
@@ -132,8 +133,9 @@ def train_members(
                 say(f"{head}: training -> {member_run.path}")
                 outcome = train_run(
                     dataset, member_cfg, bin_ms=bin_ms, phase=phase, model=model, data_dir=data_dir,
-                    from_tensors=from_tensors, run_root=run_root, tag=member_tag,
-                    resume=resume and member_run.run_json.exists(), overwrite=overwrite, progress=progress,
+                    from_tensors=from_tensors, run_root=run_root, tag=plan.member_tag(k, tag),
+                    resume=resume and member_run.last_ckpt.exists(),
+                    overwrite=overwrite or (resume and not member_run.last_ckpt.exists()), progress=progress,
                     eval_index=eval_index,
                 )
                 shown = "  ".join(f"{m} {v:.4f}" for m, v in outcome.scores.items() if m in _SHOWN)
@@ -152,3 +154,15 @@ def train_members(
 
 
 _SHOWN = ("co-bps", "vel R2", "psth R2", "fp-bps")
+
+
+def _check_resumable(output: RunDir, member_runs: list[RunDir]) -> None:
+    """`--resume` of an ensemble: refuse a directory holding a single run, or an ensemble whose
+    members have all finished (nothing is left to train)."""
+    again = "pass --overwrite to train it again, or --tag NAME for a new run"
+    if output.run_json.exists() and output.info().model != ENSEMBLE_MODEL:
+        raise NlbkitError(f"{output.path}: a single '{output.info().model}' run, not an ensemble; "
+                          f"nothing to resume: {again}")
+    if output.finished() and all(m.finished() for m in member_runs):
+        raise NlbkitError(f"{output.path}: an ensemble whose members have all finished; nothing to "
+                          f"resume: {again}")

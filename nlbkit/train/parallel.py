@@ -37,6 +37,10 @@ from nlbkit.runs import RunDir, run_name
 
 ACTIONS = ("skip", "resume", "overwrite", "new")
 
+
+class LeaderboardInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during the Ray stage, after the line saying how to continue."""
+
 Log = Callable[[str], None]
 
 
@@ -308,7 +312,7 @@ def _run_all(todo: list[tuple[TrainTask, str]], opts: TrainAllOptions, clock: _C
     except KeyboardInterrupt:
         log(f"{clock.stamp()} interrupted: run the same command to continue (finished runs are kept, "
             "started ones resume from their last checkpoint)")
-        raise
+        raise LeaderboardInterrupted from None
     finally:
         if started:
             import ray

@@ -16,8 +16,8 @@ ESTIMATE_AFTER = 3  # epochs of this session timed before the total is estimated
 LONG_ON_CPU_S = 3600.0
 PLAIN_LINES = 20  # about this many plain lines per run in a log
 CPU_HINT = (
-    "on a CPU that is long: --device cuda trains on a GPU if there is one, or try the smaller "
-    "CPU-sized configuration measured in docs/results.md (section 'Generated data at mc_maze scale')"
+    "on a CPU that is long: --device cuda trains on a GPU if there is one, or try --preset cpu, a "
+    "CPU-sized configuration (docs/results.md, section 'Generated data at mc_maze scale')"
 )
 
 

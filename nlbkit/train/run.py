@@ -24,7 +24,7 @@ from nlbkit.nlb.h5io import open_h5
 from nlbkit.nlb.tensor_file import PhaseData, load_phase_data
 from nlbkit.paths import tensors_path
 from nlbkit.runs import RunDir, RunInfo, create_run, rates_dict, run_name, write_rates
-from nlbkit.scoring.evaluate import score_rates
+from nlbkit.scoring.evaluate import default_test_targets, eval_targets_for, score_rates
 from nlbkit.train.checkpoint import load_checkpoint, load_weights
 from nlbkit.train.loop import (
     Trainer,
@@ -77,12 +77,14 @@ def train_run(
     checkpoints are written (a hyper-parameter search reads them there). `eval_index` picks the
     scored trials of a file of train trials only (cross-validation) instead of a seeded share.
     """
-    get_spec(dataset)
+    spec = get_spec(dataset)
     check_bin(bin_ms)
     entry = get_model(model)
     resolve_for_bin(cfg, bin_ms)
     path = Path(from_tensors) if from_tensors else tensors_path(dataset, bin_ms, data_dir)
     data = load_phase_data(path, phase, cfg.train.eval_fraction, cfg.train.seed, eval_index)
+    spec.check_bins(path, bin_ms, data.fit.heldin.shape[1], data.n_forward)
+    spec.check_bins(path, bin_ms, data.eval.heldin.shape[1])
     if data.eval.heldin.shape[2] != data.n_heldin:
         raise NlbkitError(
             f"{path}: eval trials have {data.eval.heldin.shape[2]} held-in neurons, "
@@ -117,7 +119,8 @@ def train_run(
             )
         rates = rates_dict(train_rates, eval_rates, data.n_heldin, data.fit.heldin.shape[1])
         run.write_rates(RunInfo.from_json(run.path, info), rates)
-        scores = score_rates(dataset, bin_ms, data.targets, rates, run.rates_h5)
+        targets = data.targets or _test_targets(dataset, bin_ms, data, data_dir, path)
+        scores = score_rates(dataset, bin_ms, targets, rates, run.rates_h5)
         run.write_scores(scores)
     outcome = TrainOutcome(run=run, scores=scores, epochs=epochs, stop_note=stop_note)
     if model == "langevin" and cfg.train.compare_smoothing and scores:
@@ -125,6 +128,13 @@ def train_run(
             dataset, cfg, bin_ms, data.phase, data_dir, from_tensors, run_root, tag, info, eval_index
         )
     return outcome
+
+
+def _test_targets(dataset: str, bin_ms: int, data: PhaseData, data_dir, tensors: Path) -> dict | None:
+    """A test-phase run's targets where `nlbkit evaluate` would find them without --targets
+    (generated data: those `synth` wrote), else None (no scores yet)."""
+    found = default_test_targets(data_dir, tensors) if data.phase == "test" else None
+    return None if found is None else eval_targets_for(dataset, bin_ms, "test", targets_file=found)
 
 
 def _fit_smoothing(
@@ -267,6 +277,7 @@ def predict_file(
             raise NlbkitError(
                 f"{input_path}: '{name}' has shape {array.shape}; the run expects (trials, bins, {n_heldin})"
             )
+    get_spec(info.dataset).check_bins(input_path, info.bin_ms, eval_heldin.shape[1])
     rate_model = load_rate_model(run, info, cfg, device, model_factory)
     train_rates = rate_model(train_heldin) if train_heldin is not None else None
     rates = rates_dict(train_rates, rate_model(eval_heldin), n_heldin, eval_heldin.shape[1])

@@ -69,12 +69,17 @@ def has_stamp(path: str | os.PathLike) -> bool:
     return False
 
 
+def is_generated_file(path: str | os.PathLike) -> bool:
+    """Whether `path` was written by `synth`: its folder's marker lists it and it carries the stamp."""
+    path = Path(path)
+    return path.exists() and path.name in generated_files(path.parent) and has_stamp(path)
+
+
 def check_replaceable(folder: str | os.PathLike, names: Iterable[str]) -> None:
     """Refuse (one line naming the file) to replace a file of `folder` that `synth` did not write."""
-    listed = generated_files(folder)
     for name in names:
         path = Path(folder) / name
-        if path.exists() and not (name in listed and has_stamp(path)):
+        if path.exists() and not is_generated_file(path):
             raise NlbkitError(
                 f"{path}: not written by nlbkit synth (real data?); not replacing it "
                 "(use --force to replace it, or another --data-dir)"
