@@ -67,7 +67,8 @@ def child(args: argparse.Namespace) -> None:
     from nlbkit.train.run import build_langevin
 
     tensors, dataset, bin_ms = args.case[0], args.case[1], int(args.case[2])
-    overrides = [*args.set, *path_overrides(args.child), f"train.device={args.device}"]
+    # --set last: it may change a path's own settings (e.g. train.threads=1 for bfloat16 alone)
+    overrides = [*path_overrides(args.child), f"train.device={args.device}", *args.set]
     cfg = resolve_for_bin(build_config(dataset, overrides=overrides, preset=args.preset), bin_ms)
     tc = cfg.train
     device = resolve_device(tc.device)

@@ -69,9 +69,10 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # mixed precision on CUDA (bfloat16, or float16 with a gradient scaler)
     # bfloat16 autocast on a CPU with native bfloat16 (AMX or AVX512-BF16; elsewhere it stays off,
-    # with a note). The Langevin integration stays float32 either way. On for the released-size
-    # models, where the decoder's matrix products are most of a step; off where per-operation
-    # overhead is (docs/benchmarks.md, "Training step").
+    # with a note). The Langevin integration stays float32 either way. On in the defaults of every
+    # dataset with the released model (hidden 280), where the decoder's matrix products are most
+    # of a step (1.6-3.3x faster an epoch with the thread rule, docs/benchmarks.md); off for
+    # mc_maze_small's small model, where per-operation overhead is the cost.
     cpu_amp: bool = False
     # CPU threads for torch; 0: torch's default (every core), except 1 on a machine of <= 2 cores
     # when a step is small (batch_size x hidden < 16384), where two threads of small ops mostly wait.
@@ -121,6 +122,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         "smoothing.alpha": 0.01,
     },
     "mc_rtt": {
+        "train.cpu_amp": True,
         "train.batch_size": 64,
         "model.cd_rate": 0.3,
         "train.epochs": 6000,
@@ -128,12 +130,14 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         "smoothing.alpha": 0.1,
     },
     "area2_bump": {
+        "train.cpu_amp": True,
         "train.batch_size": 32,
         "model.cd_rate": 0.4,
         "smoothing.kern_sd_ms": 30.0,
         "smoothing.alpha": 0.01,
     },
     "dmfc_rsg": {
+        "train.cpu_amp": True,
         "train.batch_size": 64,
         "train.lr": 1e-3,
         "train.weight_decay": 1e-5,
@@ -144,6 +148,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         "smoothing.alpha": 0.001,
     },
     "mc_maze_large": {
+        "train.cpu_amp": True,
         "train.batch_size": 64,
         "model.cd_rate": 0.5,
         "train.epochs": 600,
@@ -152,6 +157,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         "smoothing.alpha": 0.1,
     },
     "mc_maze_medium": {
+        "train.cpu_amp": True,
         "train.batch_size": 32,
         "model.cd_rate": 0.5,
         "train.epochs": 600,

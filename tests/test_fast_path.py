@@ -1,9 +1,9 @@
 """The fast training path on a CPU: bfloat16 autocast (train.cpu_amp) and the torch thread rule.
 
 The fast path changes the precision of the encoder's and decoder's matrix products, not the
-random draws, so a fast run follows the float32 run: measured on the tiny model below (8 epochs,
-3 batches an epoch), its epoch losses differ from float32's by at most 3.0e-4 relative and its
-rates by at most 8.7e-4 relative. The tolerances below are about three and six times those.
+random draws, so a fast run follows the float32 run: measured on the tiny model below (8 epochs of
+3 batches, 140 + 40 bins), its epoch losses differ from float32's by at most 1.7e-4 relative and
+its rates by at most 2.9e-3 relative. The tolerances below are about six and three times those.
 """
 
 import os
@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from nlbkit.config import build_config
+from nlbkit.nlb.datasets import DATASET_NAMES
 from nlbkit.train.loop import (
     TORCH_DEFAULT_THREADS,
     autocast_dtype,
@@ -27,7 +28,7 @@ needs_bf16 = pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has 
 # benchmarks/gpu_check.sh adds cuda (NLBKIT_TEST_DEVICES=cpu,cuda); CI has no GPU.
 DEVICES = os.environ.get("NLBKIT_TEST_DEVICES", "cpu").split(",")
 LOSS_RTOL = 1e-3
-RATE_RTOL = 5e-3
+RATE_RTOL = 1e-2
 
 
 @pytest.fixture
@@ -58,8 +59,12 @@ def test_cpu_autocast_only_where_asked_and_native(monkeypatch):
     assert autocast_dtype(cfg, torch.device("cuda")) is None
 
 
-def test_released_size_defaults_take_the_fast_path():
-    assert build_config("mc_maze").train.cpu_amp is True
+@pytest.mark.parametrize("dataset", [d for d in DATASET_NAMES if d != "mc_maze_small"])
+def test_released_size_defaults_take_the_fast_path(dataset):
+    assert build_config(dataset).model.hidden == 280 and build_config(dataset).train.cpu_amp is True
+
+
+def test_the_small_model_stays_in_float32():
     assert build_config("mc_maze_small").train.cpu_amp is False  # no gain at its size
 
 
