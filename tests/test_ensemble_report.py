@@ -90,6 +90,15 @@ def _run_on(run_dir, tensors, target):
     return target
 
 
+def _older_as_trained(copy, original) -> None:
+    """Give `copy` the original's times: the runs moved onto it are then newer than their tensor
+    file, as a run trained on a file written before it is (a stale run is refused)."""
+    import os
+
+    stat = original.stat()
+    os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
 def test_ensemble_accepts_runs_on_copies_of_one_tensor_file(runs, tmp_path):
     import h5py
 
@@ -101,6 +110,7 @@ def test_ensemble_accepts_runs_on_copies_of_one_tensor_file(runs, tmp_path):
     with h5py.File(copy, "r+") as h5:  # provenance differs, as in each `nlbkit cv --out` copy
         h5.attrs["rebinned_from"] = str(tmp_path / "another" / "path.h5")
     assert copy.read_bytes() != tensors.read_bytes()
+    _older_as_trained(copy, tensors)
     moved = _run_on(second, copy, tmp_path / "second_on_copy")
     result = ensemble_runs([first, moved], tmp_path / "ens")
     expected = ensemble_runs([first, second], tmp_path / "ens_same_file")
@@ -121,6 +131,7 @@ def test_ensemble_refuses_runs_on_files_with_other_trials(runs, tmp_path):
     with h5py.File(other, "r+") as h5:  # one more spike in one bin of one train trial
         h5["train/train_spikes_heldin"][0, 0, 0] += 1
     assert trials_fingerprint(other) != trials_fingerprint(tensors)
+    _older_as_trained(other, tensors)
     moved = _run_on(second, other, tmp_path / "second_on_other")
     with pytest.raises(NlbkitError, match="files with other trials"):
         ensemble_runs([first, moved], tmp_path / "ens")
