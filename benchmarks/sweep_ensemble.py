@@ -26,7 +26,7 @@ from nlbkit.ensemble import ensemble_runs
 from nlbkit.runs import RunDir, run_name
 from nlbkit.scoring.evaluate import score_run
 from nlbkit.sweep.run import SweepOptions, run_sweep
-from nlbkit.train.run import train_run
+from nlbkit.train.run import TrainRequest, train_run
 
 METRICS = ("co-bps", "vel R2", "psth R2", "fp-bps")
 
@@ -40,8 +40,19 @@ def default_run(dataset: str, data_dir: Path, run_root: Path, seed: int, epochs:
         f"train.seed={seed}", f"train.epochs={epochs}", "train.threads=1", "train.compare_smoothing=false",
     ])
     started = time.perf_counter()
-    train_run(dataset, cfg, bin_ms=5, phase="val", data_dir=data_dir, run_root=run_root,
-              tag=f"default_s{seed}", overwrite=True, progress=False)
+    train_run(
+        TrainRequest(
+            dataset,
+            cfg,
+            bin_ms=5,
+            phase="val",
+            data_dir=data_dir,
+            run_root=run_root,
+            tag=f"default_s{seed}",
+            overwrite=True,
+            progress=False,
+        ),
+    )
     return path, time.perf_counter() - started
 
 

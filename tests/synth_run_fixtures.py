@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nlbkit.train.run import TrainOutcome, train_run
+from nlbkit.train.run import TrainOutcome, TrainRequest, train_run
 from tests.training_fixtures import tiny_config
 
 DATASET = "mc_maze_small"
@@ -24,11 +24,13 @@ def tiny_run(
 ) -> TrainOutcome:
     """A LangevinFlow (or smoothing) run of a few epochs on `tensors`."""
     return train_run(
-        DATASET,
-        tiny_config(*overrides),
-        from_tensors=tensors,
-        run_root=run_root,
-        tag=tag,
-        model=model,
-        progress=False,
+        TrainRequest(
+            DATASET,
+            tiny_config(*overrides),
+            from_tensors=tensors,
+            run_root=run_root,
+            tag=tag,
+            model=model,
+            progress=False,
+        ),
     )

@@ -89,15 +89,30 @@ def test_a_known_lead_is_found_and_intervals_are_seeded(target):
 def test_evaluate_bootstrap_gives_intervals_and_the_paired_difference(tmp_path, nlbkit_cli):
     import json
 
-    from nlbkit.train.run import train_run
+    from nlbkit.train.run import TrainRequest, train_run
     from tests.training_fixtures import tiny_config
 
     tensors = write_prepared(tmp_path / "data" / "mc_maze_small" / "tensors_5ms.h5", n_val=20)
     root = tmp_path / "runs"
-    smooth = train_run("mc_maze_small", tiny_config(), model="smoothing", from_tensors=tensors,
-                       run_root=root, progress=False).run.path
-    model = train_run("mc_maze_small", tiny_config(), from_tensors=tensors, run_root=root,
-                      progress=False).run.path
+    smooth = train_run(
+        TrainRequest(
+            "mc_maze_small",
+            tiny_config(),
+            model="smoothing",
+            from_tensors=tensors,
+            run_root=root,
+            progress=False,
+        ),
+    ).run.path
+    model = train_run(
+        TrainRequest(
+            "mc_maze_small",
+            tiny_config(),
+            from_tensors=tensors,
+            run_root=root,
+            progress=False,
+        ),
+    ).run.path
     out = nlbkit_cli("evaluate", smooth, model, "--bootstrap", "200").stdout
     assert "bootstrap over eval trials (200 resamples, seed 0), 95% intervals:" in out
     assert f"paired, {model} - {smooth}:  co-bps" in out
@@ -117,12 +132,20 @@ def test_evaluate_bootstrap_gives_intervals_and_the_paired_difference(tmp_path, 
 def test_leaderboard_bootstrap_gives_the_ranks_at_the_interval_ends(tmp_path):
     from nlbkit.nlb.published import PublishedEntry
     from nlbkit.scoring.leaderboard import format_rank_intervals, rank_runs
-    from nlbkit.train.run import train_run
+    from nlbkit.train.run import TrainRequest, train_run
     from tests.training_fixtures import tiny_config
 
     tensors = write_prepared(tmp_path / "data" / "mc_maze_small" / "tensors_5ms.h5", n_val=20)
-    run = train_run("mc_maze_small", tiny_config(), model="smoothing", from_tensors=tensors,
-                    run_root=tmp_path / "runs", progress=False).run.path
+    run = train_run(
+        TrainRequest(
+            "mc_maze_small",
+            tiny_config(),
+            model="smoothing",
+            from_tensors=tensors,
+            run_root=tmp_path / "runs",
+            progress=False,
+        ),
+    ).run.path
 
     def entry(co):
         return PublishedEntry(DATASET, 5, "val", f"m{co}", {"co-bps": co}, "test", "", "")

@@ -11,7 +11,7 @@ import torch
 
 from nlbkit.errors import NlbkitError
 from nlbkit.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from nlbkit.train.run import train_run
+from nlbkit.train.run import TrainRequest, train_run
 from tests.training_fixtures import tiny_config, write_prepared
 
 
@@ -34,8 +34,15 @@ def _evil(path, side_effect) -> None:
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("ckpt")
     tensors = write_prepared(root / "data" / "mc_maze_small" / "tensors_5ms.h5")
-    out = train_run("mc_maze_small", tiny_config("train.epochs=2"), from_tensors=tensors,
-                    run_root=root / "runs", progress=False)
+    out = train_run(
+        TrainRequest(
+            "mc_maze_small",
+            tiny_config("train.epochs=2"),
+            from_tensors=tensors,
+            run_root=root / "runs",
+            progress=False,
+        ),
+    )
     return tensors, out.run
 
 
@@ -69,8 +76,16 @@ def test_resume_refuses_a_tampered_last_checkpoint(run, tmp_path):
     side_effect = tmp_path / "pwned"
     _evil(root / good.path.name / "checkpoints" / "last.pt", side_effect)
     with pytest.raises(NlbkitError, match="last.pt: refusing to load"):
-        train_run("mc_maze_small", tiny_config("train.epochs=3"), from_tensors=tensors, run_root=root,
-                  resume=True, progress=False)
+        train_run(
+            TrainRequest(
+                "mc_maze_small",
+                tiny_config("train.epochs=3"),
+                from_tensors=tensors,
+                run_root=root,
+                resume=True,
+                progress=False,
+            ),
+        )
     assert not side_effect.exists()
 
 

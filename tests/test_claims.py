@@ -362,14 +362,22 @@ def test_a_cross_validation_folder_being_written_is_refused_before_any_fold_trai
 
 
 def test_a_busy_shared_baseline_is_fitted_under_the_runs_own_tag(tensors, tmp_path):
-    from nlbkit.train.run import train_run
+    from nlbkit.train.run import TrainRequest, train_run
     from tests.training_fixtures import tiny_config
 
     runs = tmp_path / "runs"
     shared = runs / "mc_maze_small_5ms_val_smoothing"
     with held_elsewhere(shared):
-        outcome = train_run("mc_maze_small", tiny_config("train.compare_smoothing=true", "train.epochs=1"),
-                            from_tensors=tensors, run_root=runs, tag="a", progress=False)
+        outcome = train_run(
+            TrainRequest(
+                "mc_maze_small",
+                tiny_config("train.compare_smoothing=true", "train.epochs=1"),
+                from_tensors=tensors,
+                run_root=runs,
+                tag="a",
+                progress=False,
+            ),
+        )
     own = RunDir(runs / "mc_maze_small_5ms_val_smoothing_a")
     assert outcome.baseline and outcome.baseline == own.scores()
     assert not shared.exists()

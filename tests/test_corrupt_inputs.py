@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from nlbkit.cli import main
-from nlbkit.train.run import train_run
+from nlbkit.train.run import TrainRequest, train_run
 from tests.training_fixtures import tiny_config, write_prepared
 
 TINY = ["--set", "model.hidden=8", "--set", "model.ff_dim=16", "--set", "train.batch_size=8",
@@ -29,8 +29,15 @@ def trained(tmp_path_factory):
     """(tensor file, a finished val-phase LangevinFlow run dir) to copy from."""
     root = tmp_path_factory.mktemp("trained")
     tensors = write_prepared(root / "data" / "mc_maze_small" / "tensors_5ms.h5")
-    out = train_run("mc_maze_small", tiny_config("train.epochs=2"), from_tensors=tensors,
-                    run_root=root / "runs", progress=False)
+    out = train_run(
+        TrainRequest(
+            "mc_maze_small",
+            tiny_config("train.epochs=2"),
+            from_tensors=tensors,
+            run_root=root / "runs",
+            progress=False,
+        ),
+    )
     return tensors, out.run.path
 
 

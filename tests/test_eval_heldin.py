@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import torch
 
-from nlbkit.train.run import train_run
+from nlbkit.train.run import TrainRequest, train_run
 from tests.training_fixtures import tiny_config, write_prepared
 
 SCORED = (
@@ -20,7 +20,16 @@ SCORED = (
 
 def _train(path, root, phase="val", *overrides):
     cfg = tiny_config("train.fit_eval_heldin=true", "train.epochs=3", *overrides)
-    out = train_run("mc_maze_small", cfg, phase=phase, from_tensors=path, run_root=root, progress=False)
+    out = train_run(
+        TrainRequest(
+            "mc_maze_small",
+            cfg,
+            phase=phase,
+            from_tensors=path,
+            run_root=root,
+            progress=False,
+        ),
+    )
     weights = torch.load(out.run.last_ckpt, weights_only=False)["model"]
     with open(out.run.metrics_csv, newline="") as handle:
         log = [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]

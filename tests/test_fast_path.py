@@ -21,7 +21,7 @@ from nlbkit.train.loop import (
     cpu_has_native_bf16,
     training_threads,
 )
-from nlbkit.train.run import train_run
+from nlbkit.train.run import TrainRequest, train_run
 from tests.training_fixtures import tiny_config, write_prepared
 
 needs_bf16 = pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bfloat16")
@@ -70,7 +70,16 @@ def test_the_small_model_stays_in_float32():
 
 def _run(tensors, root, *overrides, resume=False, device="cpu"):
     cfg = tiny_config("train.epochs=8", "train.threads=1", f"train.device={device}", *overrides)
-    out = train_run("mc_maze_small", cfg, from_tensors=tensors, run_root=root, progress=False, resume=resume)
+    out = train_run(
+        TrainRequest(
+            "mc_maze_small",
+            cfg,
+            from_tensors=tensors,
+            run_root=root,
+            progress=False,
+            resume=resume,
+        ),
+    )
     with h5py.File(out.run.rates_h5) as h5:
         rates = h5["mc_maze_small/eval_rates_heldout"][()]
     return np.array([[float(r[k]) for k in ("loss", "nll")] for r in out.run.metrics()]), rates
@@ -104,6 +113,14 @@ def test_fast_path_resumes_exactly(tensors, tmp_path):
 def test_cpu_amp_without_native_bfloat16_says_it_trains_in_float32(tensors, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("nlbkit.train.loop.cpu_has_native_bf16", lambda: False)
     cfg = tiny_config("train.cpu_amp=true", "train.epochs=1")
-    train_run("mc_maze_small", cfg, from_tensors=tensors, run_root=tmp_path / "runs", progress=True)
+    train_run(
+        TrainRequest(
+            "mc_maze_small",
+            cfg,
+            from_tensors=tensors,
+            run_root=tmp_path / "runs",
+            progress=True,
+        ),
+    )
     note = "train.cpu_amp: this CPU has no native bfloat16, so training runs in float32"
     assert note in capsys.readouterr().err

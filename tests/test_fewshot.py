@@ -191,12 +191,20 @@ def test_evaluate_fewshot_on_a_smoothing_run(tmp_path, nlbkit_cli):
     from nlbkit.scoring.evaluate import score_run
     from nlbkit.scoring.fewshot import column_names
     from nlbkit.scoring.tables import format_table
-    from nlbkit.train.run import train_run
+    from nlbkit.train.run import TrainRequest, train_run
     from tests.training_fixtures import tiny_config, write_prepared
 
     tensors = write_prepared(tmp_path / "data" / "mc_maze_small" / "tensors_5ms.h5", n_train=40, n_val=20)
-    out = train_run("mc_maze_small", tiny_config(), model="smoothing", from_tensors=tensors,
-                    run_root=tmp_path / "runs", progress=False)
+    out = train_run(
+        TrainRequest(
+            "mc_maze_small",
+            tiny_config(),
+            model="smoothing",
+            from_tensors=tensors,
+            run_root=tmp_path / "runs",
+            progress=False,
+        ),
+    )
     result = nlbkit_cli("evaluate", out.run.path, "--fewshot", "--fewshot-k", "8",
                         "--fewshot-repeats", "5", "--json")
     scores = json.loads(result.stdout)["runs"][0]["scores"]
@@ -224,12 +232,20 @@ def test_evaluate_fewshot_on_a_smoothing_run(tmp_path, nlbkit_cli):
 def test_fewshot_of_a_langevin_run_reads_z_and_v(tmp_path):
     from nlbkit.runs import read_run
     from nlbkit.train.fewshot import langevin_latents, run_fewshot, run_trials
-    from nlbkit.train.run import train_run
+    from nlbkit.train.run import TrainRequest, train_run
     from tests.training_fixtures import N_IN, T, tiny_config, write_prepared
 
     tensors = write_prepared(tmp_path / "tensors_5ms.h5", n_train=24, n_val=8)
-    out = train_run("mc_maze_small", tiny_config(), model="langevin", from_tensors=tensors,
-                    run_root=tmp_path / "runs", progress=False)
+    out = train_run(
+        TrainRequest(
+            "mc_maze_small",
+            tiny_config(),
+            model="langevin",
+            from_tensors=tensors,
+            run_root=tmp_path / "runs",
+            progress=False,
+        ),
+    )
     fit, eval_heldin = run_trials(read_run(out.run.path))
     assert fit.heldin.shape == (24, T, N_IN) and eval_heldin.shape == (8, T, N_IN)
     z = langevin_latents(out.run.path, eval_heldin)

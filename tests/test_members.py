@@ -11,7 +11,7 @@ from nlbkit.runs import RunDir
 from nlbkit.scoring.evaluate import score_run
 from nlbkit.train.loop import split_validation
 from nlbkit.train.members import MemberPlan, train_members
-from nlbkit.train.run import train_run
+from nlbkit.train.run import TrainRequest, train_run
 from tests.training_fixtures import tiny_config, write_prepared, write_train_only
 
 
@@ -113,7 +113,7 @@ def test_resume_of_one_model_over_an_ensemble_trains_nothing(tensors, tmp_path):
     run = RunDir(ensemble.ensemble.run_dir)
     before = {p.name: p.stat().st_mtime_ns for p in run.path.rglob("*") if p.is_file()}
     with pytest.raises(NlbkitError, match="an ensemble of other runs; nothing to resume: pass --overwrite"):
-        train_run("mc_maze_small", tiny_config(), resume=True, **args)
+        train_run(TrainRequest("mc_maze_small", tiny_config(), resume=True, **args))
     assert {p.name: p.stat().st_mtime_ns for p in run.path.rglob("*") if p.is_file()} == before
     assert run.info().model == "ensemble" and not run.last_ckpt.exists()
 

@@ -7,7 +7,7 @@ import pytest
 
 from nlbkit.ensemble import ensemble_runs
 from nlbkit.scoring.evaluate import score_run
-from nlbkit.train.run import train_run
+from nlbkit.train.run import TrainRequest, train_run
 from tests.training_fixtures import tiny_config, write_train_only
 
 
@@ -34,8 +34,17 @@ def test_train_evaluate_and_ensemble_agree(tmp_path, behaviour):
     # members differ in width, so the ensemble is not a run averaged with itself.
     members = (("smoothing", "s", ()), ("langevin", "a", ()), ("langevin", "b", ("model.hidden=12",)))
     for model, tag, extra in members:
-        out = train_run("mc_maze_small", tiny_config(*extra), model=model, from_tensors=path,
-                        run_root=tmp_path / "runs", tag=tag, progress=False)
+        out = train_run(
+            TrainRequest(
+                "mc_maze_small",
+                tiny_config(*extra),
+                model=model,
+                from_tensors=path,
+                run_root=tmp_path / "runs",
+                tag=tag,
+                progress=False,
+            ),
+        )
         runs[tag] = out
         _assert_same(out.scores, score_run(out.run.path).scores)
         assert ("vel R2" in out.scores) is behaviour

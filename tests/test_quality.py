@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from nlbkit.train.loop import Trainer
-from nlbkit.train.run import predict_file, train_run
+from nlbkit.train.run import TrainRequest, predict_file, train_run
 from tests.training_fixtures import tiny_config, write_prepared
 
 # Measured when this test was written: LangevinFlow 0.304 co-bps, smoothing 0.175 (its better
@@ -27,16 +27,26 @@ def test_short_training_beats_smoothing_by_a_margin(tmp_path):
         "train.lr=1e-2",
         "train.threads=1",
     )
-    langevin = train_run("mc_maze_small", cfg, from_tensors=tensors, run_root=tmp_path / "r", progress=False)
-    smoothing = max(
-        train_run(
+    langevin = train_run(
+        TrainRequest(
             "mc_maze_small",
-            tiny_config(f"smoothing.kern_sd_ms={width}"),
-            model="smoothing",
+            cfg,
             from_tensors=tensors,
             run_root=tmp_path / "r",
-            tag=str(width),
             progress=False,
+        ),
+    )
+    smoothing = max(
+        train_run(
+            TrainRequest(
+                "mc_maze_small",
+                tiny_config(f"smoothing.kern_sd_ms={width}"),
+                model="smoothing",
+                from_tensors=tensors,
+                run_root=tmp_path / "r",
+                tag=str(width),
+                progress=False,
+            ),
         ).scores["co-bps"]
         for width in (20, 60)
     )
@@ -53,7 +63,15 @@ def test_submitted_rates_come_from_the_best_checkpoint(tmp_path, monkeypatch):
     scores = iter([0.5, 0.9, 0.1, 0.2])  # validation co-bps by epoch: the best is epoch 2 of 4
     monkeypatch.setattr(Trainer, "_validate", lambda self, kl_weight: (1.0, next(scores)))
     cfg = tiny_config("train.epochs=4", "train.kl_ramp_epochs=1", "train.patience=10")
-    run = train_run("mc_maze_small", cfg, from_tensors=tensors, run_root=tmp_path / "r", progress=False).run
+    run = train_run(
+        TrainRequest(
+            "mc_maze_small",
+            cfg,
+            from_tensors=tensors,
+            run_root=tmp_path / "r",
+            progress=False,
+        ),
+    ).run
 
     assert torch.load(run.best_ckpt, weights_only=False)["epoch"] == 2
     assert torch.load(run.last_ckpt, weights_only=False)["epoch"] == 4

@@ -62,12 +62,20 @@ def test_the_probe_sees_torch_when_a_module_needs_it():
 
 
 def test_evaluate_of_a_smoothing_run_needs_no_torch(tmp_path):
-    from nlbkit.train.run import train_run
+    from nlbkit.train.run import TrainRequest, train_run
     from tests.training_fixtures import tiny_config, write_train_only
 
     path = write_train_only(tmp_path / "train.h5")
-    out = train_run("mc_maze_small", tiny_config(), model="smoothing", from_tensors=path,
-                    run_root=tmp_path / "runs", progress=False)
+    out = train_run(
+        TrainRequest(
+            "mc_maze_small",
+            tiny_config(),
+            model="smoothing",
+            from_tensors=path,
+            run_root=tmp_path / "runs",
+            progress=False,
+        ),
+    )
     result = _run("evaluate", str(out.run.path), "--json", cwd=tmp_path)
     assert result["code"] in (0, None)
     assert result["torch"] is False

@@ -12,7 +12,7 @@ from nlbkit.nlb.tensor_file import TrialSet
 from nlbkit.runs import read_run
 from nlbkit.submit.evalai import merge_runs
 from nlbkit.train.loop import add_heldin_of, ramp
-from nlbkit.train.run import build_langevin, predict_file, train_run
+from nlbkit.train.run import TrainRequest, build_langevin, predict_file, train_run
 from tests.training_fixtures import N_IN, N_OUT, F, T, tiny_config, write_prepared, write_train_only
 
 
@@ -28,7 +28,13 @@ def test_ramp_warms_up_linearly():
 
 def test_train_writes_every_run_file(tensors, tmp_path):
     out = train_run(
-        "mc_maze_small", tiny_config(), from_tensors=tensors, run_root=tmp_path / "runs", progress=False
+        TrainRequest(
+            "mc_maze_small",
+            tiny_config(),
+            from_tensors=tensors,
+            run_root=tmp_path / "runs",
+            progress=False,
+        ),
     )
     run = out.run
     assert run.path.name == "mc_maze_small_5ms_val_langevin"
@@ -64,19 +70,29 @@ def test_train_writes_every_run_file(tensors, tmp_path):
 @pytest.mark.slow
 def test_langevin_scores_come_with_the_baseline(tensors, tmp_path):
     cfg = tiny_config("train.compare_smoothing=true", "train.epochs=1")
-    out = train_run("mc_maze_small", cfg, from_tensors=tensors, run_root=tmp_path / "runs", progress=False)
+    out = train_run(
+        TrainRequest(
+            "mc_maze_small",
+            cfg,
+            from_tensors=tensors,
+            run_root=tmp_path / "runs",
+            progress=False,
+        ),
+    )
     assert set(out.baseline) == set(out.scores)
     assert (tmp_path / "runs" / "mc_maze_small_5ms_val_smoothing" / "rates.h5").exists()
 
 
 def test_test_phase_predicts_test_trials(tensors, tmp_path):
     out = train_run(
-        "mc_maze_small",
-        tiny_config("train.epochs=1"),
-        phase="test",
-        from_tensors=tensors,
-        run_root=tmp_path / "runs",
-        progress=False,
+        TrainRequest(
+            "mc_maze_small",
+            tiny_config("train.epochs=1"),
+            phase="test",
+            from_tensors=tensors,
+            run_root=tmp_path / "runs",
+            progress=False,
+        ),
     )
     assert out.scores == {}
     with h5py.File(out.run.rates_h5) as h5:
@@ -87,7 +103,15 @@ def test_test_phase_predicts_test_trials(tensors, tmp_path):
 def test_train_only_file_holds_out_a_seeded_share(tmp_path):
     path = write_train_only(tmp_path / "train.h5")
     cfg = tiny_config("train.eval_fraction=0.2", "train.epochs=1")
-    out = train_run("mc_maze_small", cfg, from_tensors=path, run_root=tmp_path / "runs", progress=False)
+    out = train_run(
+        TrainRequest(
+            "mc_maze_small",
+            cfg,
+            from_tensors=path,
+            run_root=tmp_path / "runs",
+            progress=False,
+        ),
+    )
     info = json.loads(out.run.run_json.read_text())
     assert out.run.path.name.endswith("_holdout")
     assert len(info["eval_index"]) == 4 and info["eval_source"] == "holdout"
@@ -96,7 +120,15 @@ def test_train_only_file_holds_out_a_seeded_share(tmp_path):
 
 def test_cpu_runs_repeat_with_the_same_seed(tensors, tmp_path):
     def once(root):
-        out = train_run("mc_maze_small", tiny_config(), from_tensors=tensors, run_root=root, progress=False)
+        out = train_run(
+            TrainRequest(
+                "mc_maze_small",
+                tiny_config(),
+                from_tensors=tensors,
+                run_root=root,
+                progress=False,
+            ),
+        )
         with h5py.File(out.run.rates_h5) as h5:
             return [r["loss"] for r in out.run.metrics()], h5["mc_maze_small/eval_rates_heldout"][()]
 
@@ -110,22 +142,32 @@ def test_cpu_runs_repeat_with_the_same_seed(tensors, tmp_path):
 def test_resume_continues_from_the_last_checkpoint(tensors, tmp_path):
     root = tmp_path / "runs"
     train_run(
-        "mc_maze_small", tiny_config("train.epochs=2"), from_tensors=tensors, run_root=root, progress=False
+        TrainRequest(
+            "mc_maze_small",
+            tiny_config("train.epochs=2"),
+            from_tensors=tensors,
+            run_root=root,
+            progress=False,
+        ),
     )
     resumed = train_run(
-        "mc_maze_small",
-        tiny_config("train.epochs=4"),
-        from_tensors=tensors,
-        run_root=root,
-        resume=True,
-        progress=False,
+        TrainRequest(
+            "mc_maze_small",
+            tiny_config("train.epochs=4"),
+            from_tensors=tensors,
+            run_root=root,
+            resume=True,
+            progress=False,
+        ),
     )
     straight = train_run(
-        "mc_maze_small",
-        tiny_config("train.epochs=4"),
-        from_tensors=tensors,
-        run_root=tmp_path / "other",
-        progress=False,
+        TrainRequest(
+            "mc_maze_small",
+            tiny_config("train.epochs=4"),
+            from_tensors=tensors,
+            run_root=tmp_path / "other",
+            progress=False,
+        ),
     )
     log_resumed, log_straight = resumed.run.metrics(), straight.run.metrics()
     assert [int(r["epoch"]) for r in log_resumed] == [1, 2, 3, 4]
@@ -135,10 +177,10 @@ def test_resume_continues_from_the_last_checkpoint(tensors, tmp_path):
 
 def test_existing_run_dir_needs_resume_or_overwrite(tensors, tmp_path):
     kwargs = dict(from_tensors=tensors, run_root=tmp_path / "runs", progress=False)
-    train_run("mc_maze_small", tiny_config("train.epochs=1"), **kwargs)
+    train_run(TrainRequest("mc_maze_small", tiny_config("train.epochs=1"), **kwargs))
     with pytest.raises(NlbkitError, match="run directory exists"):
-        train_run("mc_maze_small", tiny_config("train.epochs=1"), **kwargs)
-    train_run("mc_maze_small", tiny_config("train.epochs=1"), overwrite=True, **kwargs)
+        train_run(TrainRequest("mc_maze_small", tiny_config("train.epochs=1"), **kwargs))
+    train_run(TrainRequest("mc_maze_small", tiny_config("train.epochs=1"), overwrite=True, **kwargs))
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tensors, tmp_path):
@@ -161,11 +203,13 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tensors, tmp_path):
         NlbkitError, match=r"loss became nan at epoch 3.*last good checkpoint .*last.pt \(epoch 2\)"
     ):
         train_run(
-            "mc_maze_small",
-            cfg,
-            from_tensors=tensors,
-            run_root=tmp_path / "runs",
-            progress=False,
+            TrainRequest(
+                "mc_maze_small",
+                cfg,
+                from_tensors=tensors,
+                run_root=tmp_path / "runs",
+                progress=False,
+            ),
             model_factory=poisoned,
         )
     run_dir = tmp_path / "runs" / "mc_maze_small_5ms_val_langevin"
@@ -177,11 +221,13 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tensors, tmp_path):
 
 def test_predict_writes_submission_keys(tensors, tmp_path):
     out = train_run(
-        "mc_maze_small",
-        tiny_config("train.epochs=1"),
-        from_tensors=tensors,
-        run_root=tmp_path / "runs",
-        progress=False,
+        TrainRequest(
+            "mc_maze_small",
+            tiny_config("train.epochs=1"),
+            from_tensors=tensors,
+            run_root=tmp_path / "runs",
+            progress=False,
+        ),
     )
     with h5py.File(tensors) as h5:
         eval_only = tmp_path / "eval.h5"
@@ -199,11 +245,13 @@ def test_predict_writes_submission_keys(tensors, tmp_path):
 
 def test_predict_rejects_wrong_neuron_count(tensors, tmp_path):
     out = train_run(
-        "mc_maze_small",
-        tiny_config("train.epochs=1"),
-        from_tensors=tensors,
-        run_root=tmp_path / "runs",
-        progress=False,
+        TrainRequest(
+            "mc_maze_small",
+            tiny_config("train.epochs=1"),
+            from_tensors=tensors,
+            run_root=tmp_path / "runs",
+            progress=False,
+        ),
     )
     bad = tmp_path / "bad.h5"
     with h5py.File(bad, "w") as h5:
@@ -263,11 +311,26 @@ def test_a_tensor_file_of_another_bin_width_is_refused(tensors, tmp_path):
     root = tmp_path / "runs"
     wrong = r"tensors_5ms.h5: 140 \+ 40 bins \+ forward, but mc_maze_small at 20 ms"
     with pytest.raises(NlbkitError, match=wrong):
-        train_run("mc_maze_small", tiny_config(), bin_ms=20, from_tensors=tensors, run_root=root,
-                  progress=False)
+        train_run(
+            TrainRequest(
+                "mc_maze_small",
+                tiny_config(),
+                bin_ms=20,
+                from_tensors=tensors,
+                run_root=root,
+                progress=False,
+            ),
+        )
     assert not root.exists()  # refused before a run directory is made
-    out = train_run("mc_maze_small", tiny_config("train.epochs=1"), from_tensors=tensors, run_root=root,
-                    progress=False)
+    out = train_run(
+        TrainRequest(
+            "mc_maze_small",
+            tiny_config("train.epochs=1"),
+            from_tensors=tensors,
+            run_root=root,
+            progress=False,
+        ),
+    )
     wide = tmp_path / "tensors_20ms.h5"
     with h5py.File(wide, "w") as h5:
         h5["eval_spikes_heldin"] = np.zeros((2, T // 4, N_IN), dtype=np.float32)
@@ -312,7 +375,15 @@ def test_no_checkpoint_is_chosen_during_the_kl_warm_up(tensors, tmp_path, monkey
     scores = iter([0.9, 0.8, 0.1, 0.3, 0.2, 0.1])  # a validation peak inside the warm-up
     monkeypatch.setattr(Trainer, "_validate", lambda self, kl_weight: (1.0, next(scores)))
     cfg = tiny_config("train.epochs=6", "train.kl_ramp_epochs=3", "train.patience=2")
-    out = train_run("mc_maze_small", cfg, from_tensors=tensors, run_root=tmp_path / "runs", progress=False)
+    out = train_run(
+        TrainRequest(
+            "mc_maze_small",
+            cfg,
+            from_tensors=tensors,
+            run_root=tmp_path / "runs",
+            progress=False,
+        ),
+    )
     log = out.run.metrics()
     assert [float(r["best_co_bps"]) for r in log[2:]] == [0.1, 0.3, 0.3, 0.3]
     assert torch.load(out.run.best_ckpt, weights_only=True)["epoch"] == 4
@@ -328,7 +399,15 @@ def test_lr_schedule_follows_the_chosen_validation_figure(tensors, tmp_path, mon
     monkeypatch.setattr(Trainer, "_validate", lambda self, kl_weight: next(figures))
     cfg = tiny_config("train.epochs=6", "train.kl_ramp_epochs=2", "train.lr_patience=1",
                       "train.lr=0.004", f"train.lr_on={lr_on}", "train.patience=100")
-    out = train_run("mc_maze_small", cfg, from_tensors=tensors, run_root=tmp_path / "runs", progress=False)
+    out = train_run(
+        TrainRequest(
+            "mc_maze_small",
+            cfg,
+            from_tensors=tensors,
+            run_root=tmp_path / "runs",
+            progress=False,
+        ),
+    )
     lrs = [float(r["lr"]) for r in out.run.metrics()]
     if lr_on == "val_nll":
         assert lrs == [0.004] * 6
@@ -349,7 +428,15 @@ def test_recurrent_l2_is_the_mean_square_of_the_recurrent_weights_and_shrinks_th
     for l2 in (0.0, 50.0):
         cfg = tiny_config("train.epochs=4", f"train.l2_recurrent={l2}")
         root = tmp_path / str(l2)
-        out = train_run("mc_maze_small", cfg, from_tensors=tensors, run_root=root, progress=False)
+        out = train_run(
+            TrainRequest(
+                "mc_maze_small",
+                cfg,
+                from_tensors=tensors,
+                run_root=root,
+                progress=False,
+            ),
+        )
         state = torch.load(out.run.last_ckpt, weights_only=True)["model"]
         squares[l2] = float((state["encoder.weight_hh"] ** 2).mean())
     assert squares[50.0] < 0.9 * squares[0.0]

@@ -9,7 +9,7 @@ from nlbkit.cli import main
 from nlbkit.report.figures import chosen_and_stop_epochs
 from nlbkit.train.loop import Trainer
 from nlbkit.train.progress import EpochProgress, estimate_line, plain_every
-from nlbkit.train.run import train_run
+from nlbkit.train.run import TrainRequest, train_run
 from tests.training_fixtures import tiny_config, write_prepared
 
 TINY = ["--set", "model.hidden=8", "--set", "model.ff_dim=16", "--set", "train.batch_size=8",
@@ -26,7 +26,15 @@ def test_early_stop_is_announced(tensors, tmp_path, monkeypatch, capsys):
     scores = iter([0.1, 0.3, 0.2, 0.1, 0.05, 0.0, 0.0, 0.0])
     monkeypatch.setattr(Trainer, "_validate", lambda self, kl_weight: (1.0, next(scores)))
     cfg = tiny_config("train.epochs=8", "train.kl_ramp_epochs=1", "train.patience=3")
-    out = train_run("mc_maze_small", cfg, from_tensors=tensors, run_root=tmp_path / "runs", progress=True)
+    out = train_run(
+        TrainRequest(
+            "mc_maze_small",
+            cfg,
+            from_tensors=tensors,
+            run_root=tmp_path / "runs",
+            progress=True,
+        ),
+    )
     note = "stopped at epoch 5: no better validation co-bps for 3 epochs; best at epoch 2"
     assert out.epochs == 5 and out.stop_note == note
     assert note in capsys.readouterr().err

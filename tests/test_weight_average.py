@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from nlbkit.errors import NlbkitError
-from nlbkit.train.run import train_run
+from nlbkit.train.run import TrainRequest, train_run
 from tests.training_fixtures import tiny_config, write_prepared
 
 
@@ -21,7 +21,16 @@ EMA = ("train.batch_size=2", "train.ema_epochs=0.3")
 
 def _train(tensors, root, *overrides, resume=False):
     cfg = tiny_config(*overrides)
-    return train_run("mc_maze_small", cfg, from_tensors=tensors, run_root=root, resume=resume, progress=False)
+    return train_run(
+        TrainRequest(
+            "mc_maze_small",
+            cfg,
+            from_tensors=tensors,
+            run_root=root,
+            resume=resume,
+            progress=False,
+        ),
+    )
 
 
 def test_best_checkpoint_holds_the_averaged_weights(tensors, tmp_path):

@@ -141,7 +141,7 @@ def command(
     from nlbkit.paths import dataset_dir
     from nlbkit.scoring.tables import side_by_side
     from nlbkit.sweep.results import sweep_config_tag
-    from nlbkit.train.run import train_run
+    from nlbkit.train.run import TrainRequest, train_run
 
     cfg = build_config(dataset, config_file, list(overrides), preset)
     for key, value in (("train.seed", seed), ("train.epochs", epochs), ("train.device", device)):
@@ -167,18 +167,20 @@ def command(
             return _train_members(plan, dataset, cfg, int(bin_ms), phase, model_name, data_dir,
                                   from_tensors, run_root, tag, resume, overwrite, quiet)
         outcome = train_run(
-            dataset,
-            cfg,
-            bin_ms=int(bin_ms),
-            phase=phase,
-            model=model_name,
-            data_dir=data_dir,
-            from_tensors=from_tensors,
-            run_root=run_root,
-            tag=tag,
-            resume=resume,
-            overwrite=overwrite,
-            progress=not quiet,
+            TrainRequest(
+                dataset,
+                cfg,
+                bin_ms=int(bin_ms),
+                phase=phase,
+                model=model_name,
+                data_dir=data_dir,
+                from_tensors=from_tensors,
+                run_root=run_root,
+                tag=tag,
+                resume=resume,
+                overwrite=overwrite,
+                progress=not quiet,
+            ),
         )
     except TrainingInterrupted as exc:
         ctx = click.get_current_context()

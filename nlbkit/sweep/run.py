@@ -172,7 +172,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     """One trial: train a run directory under the sweep's `trials/`, reporting every validated epoch."""
     from ray import tune
 
-    from nlbkit.train.run import train_run
+    from nlbkit.train.run import TrainRequest, train_run
 
     cfg = trial_config(context.base, config)
     trial_id = tune.get_context().get_trial_id()
@@ -189,17 +189,19 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
                 restore_checkpoint(Path(folder), run, cfg)
         reporter = EpochReporter(run, cfg.train.epochs)
         outcome = train_run(
-            context.dataset,
-            cfg,
-            bin_ms=context.bin_ms,
-            phase="val",
-            model="langevin",
-            from_tensors=context.tensors,
-            run_root=context.trials_root,
-            tag=trial_id,
-            resume=checkpoint is not None,
-            overwrite=checkpoint is None,
-            progress=False,
+            TrainRequest(
+                context.dataset,
+                cfg,
+                bin_ms=context.bin_ms,
+                phase="val",
+                model="langevin",
+                from_tensors=context.tensors,
+                run_root=context.trials_root,
+                tag=trial_id,
+                resume=checkpoint is not None,
+                overwrite=checkpoint is None,
+                progress=False,
+            ),
             on_epoch=reporter,
         )
     # No report after the last epoch: the run's files (metrics.csv, scores.json) hold it, and a

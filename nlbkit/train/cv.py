@@ -226,7 +226,7 @@ def _run_cv(dataset: str, cfg: RunConfig, tensors: str | Path, bin_ms: int, out_
     out_dir.mkdir(parents=True, exist_ok=True)
     source = source_for_bin(Path(tensors), bin_ms, out_dir)
 
-    from nlbkit.train.run import train_run
+    from nlbkit.train.run import TrainRequest, train_run
 
     result = CvResult(csv_path=out_dir / "cv.csv")
     say = progress or (lambda line: None)
@@ -259,17 +259,19 @@ def _run_cv(dataset: str, cfg: RunConfig, tensors: str | Path, bin_ms: int, out_
                     continue
                 started = time.perf_counter()
                 outcome = train_run(
-                    dataset,
-                    run_cfg,
-                    bin_ms=bin_ms,
-                    phase="val",
-                    model=model,
-                    from_tensors=source,
-                    run_root=out_dir / "runs",
-                    tag=f"fold{k}_seed{seed}",
-                    overwrite=True,
-                    progress=train_progress,
-                    eval_index=folds[k],
+                    TrainRequest(
+                        dataset,
+                        run_cfg,
+                        bin_ms=bin_ms,
+                        phase="val",
+                        model=model,
+                        from_tensors=source,
+                        run_root=out_dir / "runs",
+                        tag=f"fold{k}_seed{seed}",
+                        overwrite=True,
+                        progress=train_progress,
+                        eval_index=folds[k],
+                    ),
                 )
                 row = {
                     "model": model,

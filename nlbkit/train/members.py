@@ -104,7 +104,7 @@ def train_members(
 
     With `resume`, finished members are kept and unfinished ones continue from their checkpoints.
     """
-    from nlbkit.train.run import TrainOutcome, train_run  # torch: here, not at import
+    from nlbkit.train.run import TrainOutcome, TrainRequest, train_run  # torch: here, not at import
 
     if tag is None and from_tensors is not None and is_train_only(from_tensors):
         tag = "holdout"
@@ -132,11 +132,21 @@ def train_members(
             else:
                 say(f"{head}: training -> {member_run.path}")
                 outcome = train_run(
-                    dataset, member_cfg, bin_ms=bin_ms, phase=phase, model=model, data_dir=data_dir,
-                    from_tensors=from_tensors, run_root=run_root, tag=plan.member_tag(k, tag),
-                    resume=resume and member_run.last_ckpt.exists(),
-                    overwrite=overwrite or (resume and not member_run.last_ckpt.exists()), progress=progress,
-                    eval_index=eval_index,
+                    TrainRequest(
+                        dataset,
+                        member_cfg,
+                        bin_ms=bin_ms,
+                        phase=phase,
+                        model=model,
+                        data_dir=data_dir,
+                        from_tensors=from_tensors,
+                        run_root=run_root,
+                        tag=plan.member_tag(k, tag),
+                        resume=resume and member_run.last_ckpt.exists(),
+                        overwrite=overwrite or (resume and not member_run.last_ckpt.exists()),
+                        progress=progress,
+                        eval_index=eval_index,
+                    ),
                 )
                 shown = "  ".join(f"{m} {v:.4f}" for m, v in outcome.scores.items() if m in _SHOWN)
                 say(f"{head}: {shown or 'done'}  "

@@ -181,13 +181,23 @@ def run_task(task: TrainTask, action: str, events=None) -> TaskResult:
         events.actor.put_nowait.remote((task.name, host))
     from nlbkit.config import from_dict
     from nlbkit.train.loop import TrainingInterrupted
-    from nlbkit.train.run import train_run
+    from nlbkit.train.run import TrainRequest, train_run
 
     try:
         outcome = train_run(
-            task.dataset, from_dict(task.config), bin_ms=task.bin_ms, phase=task.phase, model=task.model,
-            from_tensors=task.tensors, run_root=task.run_root, tag=task.tag,
-            resume=action == "resume", overwrite=action == "overwrite", progress=False,
+            TrainRequest(
+                task.dataset,
+                from_dict(task.config),
+                bin_ms=task.bin_ms,
+                phase=task.phase,
+                model=task.model,
+                from_tensors=task.tensors,
+                run_root=task.run_root,
+                tag=task.tag,
+                resume=action == "resume",
+                overwrite=action == "overwrite",
+                progress=False,
+            ),
         )
     except TrainingInterrupted:
         raise  # Ctrl-C in this process (a single run trains here): stop, as `nlbkit train` does

@@ -8,7 +8,7 @@ smoothing baseline on the same trials so that every score has the baseline's bes
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,36 +53,54 @@ class TrainOutcome:
     stop_note: str | None = None  # why training ended before its last epoch (early stopping)
 
 
+@dataclass(frozen=True)
+class TrainRequest:
+    """What `train_run` trains, on which trials, and where it writes.
+
+    The model (`model`, a registry name) with configuration `cfg` on `dataset` at `bin_ms`; the
+    trials: `phase`'s tensors under `data_dir`, or the file `from_tensors`, where `eval_index`
+    picks the scored trials of a file of train trials only (cross-validation) instead of a seeded
+    share; the run directory `<run_root>/<name>[_<tag>]`, which must not exist unless `resume`
+    (continue an unfinished run of the same model) or `overwrite` (start it again).
+    """
+
+    dataset: str
+    cfg: RunConfig
+    bin_ms: int = 5
+    phase: str = "val"
+    model: str = "langevin"
+    data_dir: str | Path | None = None
+    from_tensors: str | Path | None = None
+    eval_index: np.ndarray | None = None
+    run_root: str | Path = "runs"
+    tag: str | None = None
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = True
+
+
 def train_run(
-    dataset: str,
-    cfg: RunConfig,
+    request: TrainRequest,
     *,
-    bin_ms: int = 5,
-    phase: str = "val",
-    model: str = "langevin",
-    data_dir: str | Path | None = None,
-    from_tensors: str | Path | None = None,
-    run_root: str | Path = "runs",
-    tag: str | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
     model_factory: ModelFactory = build_langevin,
     on_epoch: Callable[[int], None] | None = None,
-    eval_index: np.ndarray | None = None,
 ) -> TrainOutcome:
-    """Train `model` on `dataset`'s tensors and write its run directory; see the module doc.
+    """Train `request.model` and write its run directory; see the module doc.
 
     `on_epoch(epoch)` is called after each completed epoch, once its `metrics.csv` row and
-    checkpoints are written (a hyper-parameter search reads them there). `eval_index` picks the
-    scored trials of a file of train trials only (cross-validation) instead of a seeded share.
+    checkpoints are written (a hyper-parameter search reads them there).
     """
+    dataset, cfg, bin_ms, model = request.dataset, request.cfg, request.bin_ms, request.model
+    tag, run_root, resume, progress = request.tag, request.run_root, request.resume, request.progress
     spec = get_spec(dataset)
     check_bin(bin_ms)
     entry = get_model(model)
     resolve_for_bin(cfg, bin_ms)
-    path = Path(from_tensors) if from_tensors else tensors_path(dataset, bin_ms, data_dir)
-    data = load_phase_data(path, phase, cfg.train.eval_fraction, cfg.train.seed, eval_index)
+    if request.from_tensors:
+        path = Path(request.from_tensors)
+    else:
+        path = tensors_path(dataset, bin_ms, request.data_dir)
+    data = load_phase_data(path, request.phase, cfg.train.eval_fraction, cfg.train.seed, request.eval_index)
     spec.check_bins(path, bin_ms, data.fit.heldin.shape[1], data.n_forward)
     spec.check_bins(path, bin_ms, data.eval.heldin.shape[1])
     if data.eval.heldin.shape[2] != data.n_heldin:
@@ -109,7 +127,7 @@ def train_run(
         info["eval_index"] = data.eval_index.tolist()
     name = run_name(dataset, bin_ms, data.phase, model, tag)
     with claim(Path(run_root) / name):  # before the exists check: one writer per run directory
-        run = create_run(run_root, name, info, cfg, resume, overwrite)
+        run = create_run(run_root, name, info, cfg, resume, request.overwrite)
         if not entry.uses_torch:
             train_rates, eval_rates = _fit_smoothing(run, data, cfg.smoothing, bin_ms)
             epochs, stop_note = 0, None
@@ -119,14 +137,12 @@ def train_run(
             )
         rates = rates_dict(train_rates, eval_rates, data.n_heldin, data.fit.heldin.shape[1])
         run.write_rates(RunInfo.from_json(run.path, info), rates)
-        targets = data.targets or _test_targets(dataset, bin_ms, data, data_dir, path)
+        targets = data.targets or _test_targets(dataset, bin_ms, data, request.data_dir, path)
         scores = score_rates(dataset, bin_ms, targets, rates, run.rates_h5)
         run.write_scores(scores)
     outcome = TrainOutcome(run=run, scores=scores, epochs=epochs, stop_note=stop_note)
     if model == "langevin" and cfg.train.compare_smoothing and scores:
-        outcome.baseline = baseline_scores(
-            dataset, cfg, bin_ms, data.phase, data_dir, from_tensors, run_root, tag, info, eval_index
-        )
+        outcome.baseline = baseline_scores(replace(request, phase=data.phase, tag=tag), info)
     return outcome
 
 
@@ -190,25 +206,15 @@ def seeded_predictor(
     return lambda heldin: predict(net, heldin, samples, batch, device)
 
 
-def baseline_scores(
-    dataset: str,
-    cfg: RunConfig,
-    bin_ms: int,
-    phase: str,
-    data_dir,
-    from_tensors,
-    run_root,
-    tag: str | None,
-    info: dict,
-    eval_index: np.ndarray | None = None,
-) -> dict[str, float]:
+def baseline_scores(request: TrainRequest, info: dict) -> dict[str, float]:
     """The smoothing baseline's scores on the same trials: a matching run if there is one, else fit.
 
     Looked for under the run's own tag, then untagged (`--tag s0`, `--tag s1`, a sweep's best
     configuration all share one baseline). A new fit goes to the untagged name while that is free,
     and to the run's own tag when another command is fitting the untagged one at that moment.
     """
-    own = run_name(dataset, bin_ms, phase, "smoothing", tag)
+    dataset, bin_ms, phase, run_root = request.dataset, request.bin_ms, request.phase, request.run_root
+    own = run_name(dataset, bin_ms, phase, "smoothing", request.tag)
     default_tag = "holdout" if info.get("eval_source") == "holdout" else None
     shared = run_name(dataset, bin_ms, phase, "smoothing", default_tag)
     for name in dict.fromkeys((own, shared)):
@@ -216,32 +222,22 @@ def baseline_scores(
         if sibling.run_json.exists() and sibling.scores_json.exists() and holder_of(sibling.path) is None:
             other, current = sibling.info(), RunInfo.from_json(sibling.path, info)
             same = all(getattr(other, k) == getattr(current, k) for k in ("tensors", "eval_index"))
-            if same and sibling.config().smoothing == cfg.smoothing:
+            if same and sibling.config().smoothing == request.cfg.smoothing:
                 return sibling.scores() or {}
-    target_tag = default_tag if not (Path(run_root) / shared).exists() else tag
+    target_tag = default_tag if not (Path(run_root) / shared).exists() else request.tag
 
     def fit(fit_tag: str | None) -> dict[str, float]:
-        return train_run(
-            dataset,
-            cfg,
-            bin_ms=bin_ms,
-            phase=phase,
-            model="smoothing",
-            data_dir=data_dir,
-            from_tensors=from_tensors,
-            run_root=run_root,
-            tag=fit_tag,
-            overwrite=True,
-            progress=False,
-            eval_index=eval_index,
-        ).scores
+        smoothing = replace(
+            request, model="smoothing", tag=fit_tag, resume=False, overwrite=True, progress=False
+        )
+        return train_run(smoothing).scores
 
     try:
         return fit(target_tag)
     except ClaimHeld:
-        if target_tag == tag:
+        if target_tag == request.tag:
             raise
-        return fit(tag)  # another command fits the shared baseline right now: fit one of this tag
+        return fit(request.tag)  # another command fits the shared baseline right now: fit one of this tag
 
 
 def _read_input(path: Path, run_phase: str) -> tuple[np.ndarray, np.ndarray | None]:
