@@ -1,11 +1,11 @@
-"""Run configuration: the model's, the training loop's and the smoothing baseline's settings.
+"""Run configuration: the model's, the training loop's and the baselines' settings.
 
-A `RunConfig` has three sections, each a dataclass: `model` (`LangevinConfig`), `train`
-(`TrainConfig`) and `smoothing` (`SmoothingConfig`). A run's configuration is resolved in layers:
-dataclass defaults, then the dataset's defaults (`DATASET_DEFAULTS`, data rather than code), then a
-named preset (`PRESETS`, `--preset`), then a YAML/JSON file (`--config`), then `key=value`
-overrides (`--set`). Keys are dotted (`train.lr`); a
-field name that exists in one section only may be given bare (`lr`).
+A `RunConfig` has four sections, each a dataclass: `model` (`LangevinConfig`), `train`
+(`TrainConfig`), `smoothing` (`SmoothingConfig`) and `gpfa` (`GpfaConfig`). A run's configuration
+is resolved in layers: dataclass defaults, then the dataset's defaults (`DATASET_DEFAULTS`, data
+rather than code), then a named preset (`PRESETS`, `--preset`), then a YAML/JSON file
+(`--config`), then `key=value` overrides (`--set`). Keys are dotted (`train.lr`); a field name
+that exists in one section only may be given bare (`lr`).
 """
 
 from __future__ import annotations
@@ -99,13 +99,27 @@ class SmoothingConfig:
 
 
 @dataclass
+class GpfaConfig:
+    """The GPFA baseline: latent dimension, GPFA's bin, EM iterations and the Poisson GLMs' penalty."""
+
+    latent_dim: int = 8
+    bin_factor: int = 1  # GPFA's bin in data bins (counts summed; latents held over the bins)
+    em_max_iters: int = 100
+    tau_init_ms: float = 100.0  # initial GP timescale
+    glm_alpha: float = 0.01  # L2 penalty of the GLMs from latents to rates
+    glm_max_iter: int = 500
+    forward_sd_ms: float = 50.0  # kernel of the forward bins' per-bin mean floor
+
+
+@dataclass
 class RunConfig:
     model: LangevinConfig = field(default_factory=LangevinConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    gpfa: GpfaConfig = field(default_factory=GpfaConfig)
 
 
-SECTIONS: tuple[str, ...] = ("model", "train", "smoothing")
+SECTIONS: tuple[str, ...] = ("model", "train", "smoothing", "gpfa")
 
 # Released LangevinFlow scripts (20 ms, test phase) where they exist; the smoothing baseline's
 # kernel widths and penalties are those of the NLB smoothing baseline. The scaled mc_maze sets have

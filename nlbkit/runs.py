@@ -134,6 +134,10 @@ class RunDir:
     def smoothing_weights(self) -> Path:
         return self.path / "checkpoints" / "smoothing.npz"
 
+    @property
+    def gpfa_weights(self) -> Path:
+        return self.path / "checkpoints" / "gpfa.npz"
+
     def info(self) -> RunInfo:
         """`run.json`, checked; a missing or malformed file is an error naming it, and so is a run
         that another process is writing (`nlbkit.claims`): no reader sees it half-written."""

@@ -38,6 +38,8 @@ REGISTRY: dict[str, ModelEntry] = {
                    "model", "nlbkit.models.langevin:build", uses_torch=True),
         ModelEntry("smoothing", "the NLB smoothing baseline: Gaussian-smoothed spikes, Poisson GLM",
                    "smoothing", None, uses_torch=False),
+        ModelEntry("gpfa", "a GPFA baseline: elephant's GPFA on held-in spikes, Poisson GLMs from latents",
+                   "gpfa", None, uses_torch=False),
     )
 }
 MODEL_NAMES: tuple[str, ...] = tuple(REGISTRY)

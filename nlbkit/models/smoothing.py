@@ -81,6 +81,22 @@ def fit_poisson_glms(
     return GlmWeights(np.asarray(coefs), np.asarray(intercepts))
 
 
+def forward_floor(
+    heldin: np.ndarray,
+    heldout: np.ndarray,
+    heldin_forward: np.ndarray,
+    heldout_forward: np.ndarray,
+    window: np.ndarray,
+) -> np.ndarray:
+    """Each neuron's mean count per forward bin over the training trials, smoothed over time with
+    `window`: rates (F, Nin + Nout), the same for every trial. Counts (trials, T | F, Nin | Nout)."""
+    forward = np.concatenate([heldin_forward, heldout_forward], axis=2)
+    course = smooth_spikes(np.nanmean(forward, axis=0, keepdims=True), window)[0]  # (F, N)
+    # a neuron silent in every training forward bin keeps its mean rate of the observed bins
+    observed_mean = np.nanmean(np.concatenate([heldin, heldout], axis=2), axis=(0, 1))
+    return np.maximum(np.where(course > 0, course, observed_mean), RATE_FLOOR)
+
+
 class SmoothingBaseline:
     """Fit with `fit(heldin, heldout, heldin_forward, heldout_forward)`, then `predict_rates(heldin)`."""
 
@@ -119,12 +135,8 @@ class SmoothingBaseline:
             self.alpha,
             self.max_iter,
         )
-        forward = np.concatenate([heldin_forward, heldout_forward], axis=2)
-        self.n_forward = forward.shape[1]
-        course = smooth_spikes(np.nanmean(forward, axis=0, keepdims=True), self.window)[0]  # (F, N)
-        # a neuron silent in every training forward bin keeps its mean rate of the observed bins
-        observed_mean = np.nanmean(np.concatenate([heldin, heldout], axis=2), axis=(0, 1))
-        self.forward_rates = np.maximum(np.where(course > 0, course, observed_mean), RATE_FLOOR)
+        self.forward_rates = forward_floor(heldin, heldout, heldin_forward, heldout_forward, self.window)
+        self.n_forward = self.forward_rates.shape[0]
         return self
 
     def predict_rates(self, heldin: np.ndarray) -> np.ndarray:

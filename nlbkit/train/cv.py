@@ -37,7 +37,7 @@ from nlbkit.train.members import MemberPlan
 
 SOURCE_BIN_MS = 5
 METRICS = ("co-bps", "fp-bps", "vel R2")
-MODELS = ("langevin", "smoothing")
+MODELS = ("langevin", "smoothing")  # the default --models
 FIELDS = ("model", "fold", "seed", *METRICS, "epochs", "seconds")
 
 

@@ -1,6 +1,6 @@
 """`nlbkit train` and `nlbkit predict` as functions: data in, a run directory out.
 
-`train_run` reads a tensor file, fits LangevinFlow (or the smoothing baseline), writes the run
+`train_run` reads a tensor file, fits LangevinFlow (or a baseline: smoothing, GPFA), writes the run
 directory (config, log, checkpoints, `rates.h5`, `scores.json`) and, for LangevinFlow, fits the
 smoothing baseline on the same trials so that every score has the baseline's beside it.
 """
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from nlbkit.claims import ClaimHeld, claim, holder_of
-from nlbkit.config import RunConfig, SmoothingConfig, resolve_for_bin
+from nlbkit.config import GpfaConfig, RunConfig, SmoothingConfig, resolve_for_bin
 from nlbkit.errors import NlbkitError
 from nlbkit.models import get_model
 from nlbkit.models.smoothing import SmoothingBaseline
@@ -128,7 +128,10 @@ def train_run(
     name = run_name(dataset, bin_ms, data.phase, model, tag)
     with claim(Path(run_root) / name):  # before the exists check: one writer per run directory
         run = create_run(run_root, name, info, cfg, resume, request.overwrite)
-        if not entry.uses_torch:
+        if model == "gpfa":
+            train_rates, eval_rates = _fit_gpfa(run, data, cfg.gpfa, bin_ms, cfg.train.seed)
+            epochs, stop_note = 0, None
+        elif not entry.uses_torch:
             train_rates, eval_rates = _fit_smoothing(run, data, cfg.smoothing, bin_ms)
             epochs, stop_note = 0, None
         else:
@@ -161,6 +164,21 @@ def _fit_smoothing(
     baseline.fit(fit.heldin, fit.heldout, fit.heldin_forward, fit.heldout_forward)
     baseline.save(run.smoothing_weights)
     return baseline.predict_rates(fit.heldin), baseline.predict_rates(data.eval.heldin)
+
+
+def _fit_gpfa(
+    run: RunDir, data: PhaseData, cfg: GpfaConfig, bin_ms: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    from nlbkit.models.gpfa import GpfaBaseline  # elephant only where GPFA runs
+
+    fit = data.fit
+    gpfa = GpfaBaseline(
+        bin_ms, cfg.latent_dim, cfg.bin_factor, cfg.glm_alpha, cfg.em_max_iters, cfg.tau_init_ms,
+        cfg.forward_sd_ms, cfg.glm_max_iter, seed,
+    )
+    gpfa.fit(fit.heldin, fit.heldout, fit.heldin_forward, fit.heldout_forward)
+    gpfa.save(run.gpfa_weights)
+    return gpfa.predict_rates(fit.heldin), gpfa.predict_rates(data.eval.heldin)
 
 
 def _fit_torch(
@@ -288,6 +306,12 @@ def load_rate_model(
         if not run.smoothing_weights.exists():
             raise NlbkitError(f"{run.smoothing_weights}: fitted baseline missing")
         return SmoothingBaseline.load(run.smoothing_weights).predict_rates
+    if info.model == "gpfa":
+        from nlbkit.models.gpfa import GpfaBaseline
+
+        if not run.gpfa_weights.exists():
+            raise NlbkitError(f"{run.gpfa_weights}: fitted GPFA baseline missing")
+        return GpfaBaseline.load(run.gpfa_weights).predict_rates
     torch_device = resolve_device(device)
     return seeded_predictor(load_network(run, info, cfg, torch_device, model_factory), cfg, torch_device)
 
