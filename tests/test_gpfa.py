@@ -8,6 +8,7 @@ import pytest
 from nlbkit.errors import NlbkitError
 from nlbkit.models import get_model
 from nlbkit.models.gpfa import GpfaBaseline, spike_trains
+from nlbkit.train.fewshot import LATENTS
 from nlbkit.train.run import TrainRequest, predict_file, train_run
 from tests.training_fixtures import tiny_config, write_prepared
 
@@ -64,6 +65,10 @@ def test_gpfa_trains_writes_its_run_and_predicts_the_same_rates(tmp_path):
             np.testing.assert_allclose(
                 predicted[f"mc_maze_small/{key}"][()], saved[f"mc_maze_small/{key}"][()], rtol=1e-5
             )
+    with h5py.File(tensors) as h5:
+        heldin = h5["val/eval_spikes_heldin"][()]
+    latents = LATENTS["gpfa"](run.path, heldin)  # what few-shot co-bps reads
+    assert latents.shape == (*heldin.shape[:2], 2) and np.isfinite(latents).all()
 
 
 def test_gpfa_fit_on_two_bins_a_latent_is_held_over_both():

@@ -73,6 +73,17 @@ def smoothing_latents(run_dir: Path, heldin: np.ndarray) -> np.ndarray:
     return np.log(smooth_spikes(heldin, baseline.window) + baseline.log_offset)
 
 
+def gpfa_latents(run_dir: Path, heldin: np.ndarray) -> np.ndarray:
+    """GPFA's orthonormalised posterior-mean latents per bin, (trials, T, latent_dim)."""
+    from nlbkit.models.gpfa import GpfaBaseline
+    from nlbkit.runs import RunDir
+
+    weights = RunDir(run_dir).gpfa_weights
+    if not weights.exists():
+        raise NlbkitError(f"{weights}: fitted GPFA baseline missing")
+    return GpfaBaseline.load(weights).latents(heldin)
+
+
 def langevin_latents(run_dir: Path, heldin: np.ndarray, device: str = "cpu") -> np.ndarray:
     """LangevinFlow's [z, v] at every observed bin, (trials, T, Hz + Hv)."""
     from nlbkit.train.latents import run_latents
@@ -97,6 +108,7 @@ def per_bin(steps: np.ndarray, bins_per_step: int, n_bins: int) -> np.ndarray:
 
 LATENTS: dict[str, Callable[[Path, np.ndarray], np.ndarray]] = {
     "smoothing": smoothing_latents,
+    "gpfa": gpfa_latents,
     "langevin": langevin_latents,
 }
 
