@@ -8,9 +8,10 @@ import pytest
 from nlbkit.errors import NlbkitError
 from nlbkit.models import get_model
 from nlbkit.models.gpfa import GpfaBaseline, spike_trains
+from nlbkit.train.cv import CvPlan, run_cv
 from nlbkit.train.fewshot import LATENTS
 from nlbkit.train.run import TrainRequest, predict_file, train_run
-from tests.training_fixtures import tiny_config, write_prepared
+from tests.training_fixtures import tiny_config, write_prepared, write_train_only
 
 # Measured when this test was written (40 train and 20 val trials of write_prepared, whose rates
 # follow one shared sinusoid): GPFA with 2 latents 0.374 co-bps, the smoothing baseline 0.239 (its
@@ -114,3 +115,17 @@ def test_gpfa_fit_depends_on_its_seed_only():
     fit(0)
     np.testing.assert_array_equal(np.random.get_state()[1], after)  # the global state is restored
     assert not np.array_equal(fit(1), first)
+
+
+def test_cv_runs_gpfa_beside_smoothing_at_20ms(tmp_path):
+    path = write_train_only(tmp_path / "train.h5", trials=20)
+    result = run_cv(
+        "mc_maze_small",
+        tiny_config("gpfa.latent_dim=2", "gpfa.em_max_iters=10"),
+        path,
+        20,
+        tmp_path / "cv",
+        CvPlan(n_folds=4, seeds=(0,), folds=(1,), models=("gpfa", "smoothing")),
+    )
+    assert [(r["model"], r["fold"]) for r in result.rows] == [("gpfa", 1), ("smoothing", 1)]
+    assert all(np.isfinite(r["co-bps"]) for r in result.rows)
