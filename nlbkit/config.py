@@ -214,6 +214,11 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         "train.val_samples": 10,
         "smoothing.kern_sd_ms": 60.0,
         "smoothing.alpha": 0.1,
+        # 5-fold CV on the real train trials at 20 ms, chosen on folds 0-1 (docs/results.md, "The
+        # GPFA baseline"): GLM penalty 0.001 against 0.01 (0.1374 against 0.0496 co-bps at 16
+        # latents), and 16 latents against 8 and 24 (0.1145, 0.1372).
+        "gpfa.latent_dim": 16,
+        "gpfa.glm_alpha": 0.001,
     },
 }
 
