@@ -53,6 +53,13 @@ def test_bins_not_a_whole_number_of_gpfa_bins_are_an_error():
         GpfaBaseline(5, bin_factor=3).fit(*(np.zeros((2, 7, n)) for n in (3, 2, 3, 2)))
 
 
+def test_more_latents_than_active_neurons_is_an_error():
+    heldin = np.ones((4, 10, 3), dtype=np.float32)
+    heldin[:, :, 2] = 0  # a silent neuron, which GPFA leaves out
+    with pytest.raises(NlbkitError, match="at most 2"):
+        GpfaBaseline(5, latent_dim=3).fit(heldin, heldin[:, :, :1], heldin[:, :2], heldin[:, :2, :1])
+
+
 def test_gpfa_trains_writes_its_run_and_predicts_the_same_rates(tmp_path):
     tensors = write_prepared(tmp_path / "t.h5")
     outcome = _train(tmp_path, tensors, "gpfa", "gpfa.latent_dim=2", "gpfa.em_max_iters=20")

@@ -132,6 +132,12 @@ class GpfaBaseline:
     ) -> GpfaBaseline:
         """Spike counts (trials, T, Nin), (trials, T, Nout), (trials, F, Nin), (trials, F, Nout)."""
         self._check_bins(heldin)
+        active = int((np.nansum(heldin, axis=(0, 1)) > 0).sum())  # elephant drops silent neurons
+        if self.latent_dim > active:
+            raise NlbkitError(
+                f"gpfa: {self.latent_dim} latents for {active} held-in neurons with spikes; "
+                f"set gpfa.latent_dim to at most {active}"
+            )
         gpfa = self._gpfa()
         try:
             # elephant prints its progress, and warns of each trial shorter than a segment
