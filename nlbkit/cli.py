@@ -20,7 +20,7 @@ COMMANDS: dict[str, str] = {
     "fetch": "Download NLB NWB files from DANDI (resumable, verified).",
     "synth": "Generate a dataset in the exact NLB layout (Lorenz-driven spikes).",
     "prepare": "Build train/val/test tensors from the NWB files, as nlb_tools does.",
-    "train": "Train LangevinFlow (or the smoothing baseline) and score it.",
+    "train": "Train LangevinFlow (or a baseline: smoothing, GPFA) and score it.",
     "train-all": "Train every dataset x bin of a leaderboard as Ray tasks (resumable).",
     "cv": "Cross-validate LangevinFlow and smoothing on a file of train trials.",
     "predict": "Write rates for an input tensor file from a trained run.",

@@ -1,4 +1,4 @@
-"""`nlbkit train DATASET`: fit LangevinFlow (or the smoothing baseline), write a run dir, print scores."""
+"""`nlbkit train DATASET`: fit LangevinFlow (or a baseline, smoothing or GPFA): a run dir and its scores."""
 
 from __future__ import annotations
 
