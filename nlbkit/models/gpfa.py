@@ -33,6 +33,9 @@ from nlbkit.errors import NlbkitError
 from nlbkit.models.smoothing import GlmWeights, fit_poisson_glms, forward_floor, gaussian_window
 from nlbkit.paths import atomic_path
 
+# elephant's binning passes quantities a 'copy' argument that quantities >= 0.16 deprecates (and
+# ignores): one warning per spike train, nothing a user can act on.
+_QUANTITY_COPY = "The 'copy' argument in Quantity is deprecated"
 _ARRAYS = ("C", "d", "R", "gamma", "eps")  # elephant's fitted parameters (numpy arrays)
 _NOTES = ("learnKernelParams", "learnGPNoise", "RforceDiagonal")
 
@@ -123,7 +126,10 @@ class GpfaBaseline:
         self._check_bins(heldin)
         gpfa = self._gpfa()
         gpfa.params_estimated, gpfa.has_spikes_bool = self.params, self.has_spikes
-        per_trial = gpfa.transform(spike_trains(heldin, self.bin_ms), returned_data=["latent_variable_orth"])
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_QUANTITY_COPY)
+            trains = spike_trains(heldin, self.bin_ms)
+            per_trial = gpfa.transform(trains, returned_data=["latent_variable_orth"])
         steps = np.stack([np.asarray(x).T for x in per_trial])  # (trials, T / bin_factor, latent_dim)
         return np.repeat(steps, self.bin_factor, axis=1)
 
@@ -143,6 +149,7 @@ class GpfaBaseline:
             # elephant prints its progress, and warns of each trial shorter than a segment
             with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*(segLength|No segments extracted)")
+                warnings.filterwarnings("ignore", message=_QUANTITY_COPY)
                 with _seeded_global_random(self.seed):
                     gpfa.fit(spike_trains(heldin, self.bin_ms))
         except (ValueError, np.linalg.LinAlgError) as error:
