@@ -56,15 +56,8 @@ def child(args: argparse.Namespace) -> None:
     from nlbkit.config import build_config, resolve_for_bin
     from nlbkit.nlb.tensor_file import load_phase_data
     from nlbkit.runs import RunDir
-    from nlbkit.train.loop import (
-        Trainer,
-        add_heldin_of,
-        resolve_device,
-        seed_everything,
-        split_validation,
-        training_threads,
-    )
-    from nlbkit.train.run import build_langevin
+    from nlbkit.train.loop import Trainer, resolve_device, seed_everything, training_threads
+    from nlbkit.train.run import build_langevin, training_trials
 
     tensors, dataset, bin_ms = args.case[0], args.case[1], int(args.case[2])
     # --set last: it may change a path's own settings (e.g. train.threads=1 for bfloat16 alone)
@@ -76,9 +69,7 @@ def child(args: argparse.Namespace) -> None:
         torch.set_num_threads(training_threads(tc, cfg.model.hidden))
     seed_everything(tc.seed)
     data = load_phase_data(tensors, "val", tc.eval_fraction, tc.seed)
-    fit, val = split_validation(data.fit, tc.val_fraction, tc.seed, tc.val_folds, tc.val_fold)
-    if val is not None and tc.fit_val_heldin:
-        fit = add_heldin_of(fit, val)
+    fit, _ = training_trials(data, tc)
     net = build_langevin(cfg, data.n_heldin, data.n_heldout, data.n_forward)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(net, tc, RunDir(Path(tmp)), fit, None, device, progress=False)

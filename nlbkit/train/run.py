@@ -15,13 +15,13 @@ import numpy as np
 import torch
 
 from nlbkit.claims import ClaimHeld, claim, holder_of
-from nlbkit.config import GpfaConfig, RunConfig, SmoothingConfig, resolve_for_bin
+from nlbkit.config import GpfaConfig, RunConfig, SmoothingConfig, TrainConfig, resolve_for_bin
 from nlbkit.errors import NlbkitError
 from nlbkit.models import get_model
 from nlbkit.models.smoothing import SmoothingBaseline
 from nlbkit.nlb.datasets import check_bin, get_spec
 from nlbkit.nlb.h5io import open_h5
-from nlbkit.nlb.tensor_file import PhaseData, load_phase_data
+from nlbkit.nlb.tensor_file import PhaseData, TrialSet, load_phase_data
 from nlbkit.paths import tensors_path
 from nlbkit.runs import RunDir, RunInfo, create_run, rates_dict, run_name, write_rates
 from nlbkit.scoring.evaluate import default_test_targets, eval_targets_for, score_rates
@@ -181,6 +181,18 @@ def _fit_gpfa(
     return gpfa.predict_rates(fit.heldin), gpfa.predict_rates(data.eval.heldin)
 
 
+def training_trials(data: PhaseData, tc: TrainConfig) -> tuple[TrialSet, TrialSet | None]:
+    """(the trials a network fits, its validation trials or None), as `tc` splits `data.fit`:
+    validation trials and, with `fit_eval_heldin`, the eval trials train through their held-in
+    spikes alone."""
+    fit, val = split_validation(data.fit, tc.val_fraction, tc.seed, tc.val_folds, tc.val_fold)
+    if val is not None and tc.fit_val_heldin:
+        fit = add_heldin_of(fit, val)
+    if tc.fit_eval_heldin:
+        fit = add_heldin_only(fit, data.eval.heldin)
+    return fit, val
+
+
 def _fit_torch(
     run: RunDir,
     data: PhaseData,
@@ -196,11 +208,7 @@ def _fit_torch(
         torch.set_num_threads(training_threads(tc, cfg.model.hidden))
     seed_everything(tc.seed)
     net = model_factory(cfg, data.n_heldin, data.n_heldout, data.n_forward)
-    fit, val = split_validation(data.fit, tc.val_fraction, tc.seed, tc.val_folds, tc.val_fold)
-    if val is not None and tc.fit_val_heldin:
-        fit = add_heldin_of(fit, val)
-    if tc.fit_eval_heldin:
-        fit = add_heldin_only(fit, data.eval.heldin)
+    fit, val = training_trials(data, tc)
     if hasattr(net, "set_baseline_rates"):
         mean_counts = torch.as_tensor(np.nan_to_num(np.nanmean(fit.target(), axis=(0, 1))))
         net.set_baseline_rates(mean_counts)
