@@ -27,7 +27,7 @@ from scipy.special import gammaln
 
 from nlbkit.errors import NlbkitError
 from nlbkit.nlb.datasets import get_spec
-from nlbkit.scoring.metrics import _f64, _flatten_time, fit_ridge_decoder
+from nlbkit.scoring.metrics import _f64, _flatten_time, decode_masks, fit_ridge_decoder
 
 BOOTSTRAP_METRICS = ("co-bps", "fp-bps", "vel R2")
 
@@ -88,11 +88,9 @@ def _velocity_stats(
 
     train_rates, eval_rates = both("train_rates"), both("eval_rates")
     train_y, eval_y = _f64(target["train_behavior"]), _f64(target["eval_behavior"])
-    train_mask, eval_mask = target.get("train_decode_mask"), target.get("eval_decode_mask")
-    if train_mask is None or eval_mask is None:
-        train_mask = np.ones((len(train_rates), 1), dtype=bool)
-        eval_mask = np.ones((len(eval_rates), 1), dtype=bool)
-    train_mask, eval_mask = np.asarray(train_mask, bool), np.asarray(eval_mask, bool)
+    train_mask, eval_mask = decode_masks(
+        len(train_rates), len(eval_rates), target.get("train_decode_mask"), target.get("eval_decode_mask")
+    )
     out = []
     for i in range(train_mask.shape[1]):
         x, y = _flatten_time(train_rates[train_mask[:, i]]), _flatten_time(train_y[train_mask[:, i]])
@@ -230,16 +228,14 @@ def run_intervals(
 ) -> list[RunIntervals]:
     """Bootstrap intervals of each run's scores, and each later run's paired difference from the
     first where both were scored on the same eval trials (same dataset, bin and targets)."""
-    from nlbkit.runs import read_rates, read_run
-    from nlbkit.scoring.evaluate import run_target
+    from nlbkit.scoring.evaluate import scoring_inputs
 
     loaded = []
     for run_dir in run_dirs:
-        run = read_run(run_dir)
-        target = run_target(run, data_dir, targets_file)
+        run, target, rates = scoring_inputs(run_dir, data_dir=data_dir, targets_file=targets_file)
         if target is None:
             raise NlbkitError(f"{run.run_dir}: no targets to bootstrap against (test phase: --targets)")
-        loaded.append((run, target, read_rates(run)))
+        loaded.append((run, target, rates))
     out = []
     first_run, first_target, first_rates = loaded[0]
     for run, target, rates in loaded:

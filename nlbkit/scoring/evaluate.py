@@ -135,6 +135,18 @@ def score_run(
 
     The val targets come from `data_dir` when given, else from the tensor file the run recorded.
     """
+    run, target, rates = scoring_inputs(run_dir, phase, data_dir, targets_file)
+    return RunScore(run, score_rates(run.dataset, run.bin_ms, target, rates, run.rates_path))
+
+
+def scoring_inputs(
+    run_dir: str | os.PathLike,
+    phase: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    targets_file: str | os.PathLike | None = None,
+) -> tuple[RunInfo, dict[str, np.ndarray] | None, dict[str, np.ndarray]]:
+    """(run, its eval targets or None, its rates), checked as every scorer needs them: the phase
+    asked for, a run not older than its tensor file, rates of the dataset's bins."""
     run = read_run(run_dir)
     if phase is not None and phase != run.phase:
         raise NlbkitError(f"{run.run_dir}: a {run.phase}-phase run cannot be scored in phase {phase}")
@@ -144,7 +156,7 @@ def score_run(
     if "eval_rates_heldin" in rates and "eval_rates_heldin_forward" in rates:
         get_spec(run.dataset).check_bins(run.rates_path, run.bin_ms, rates["eval_rates_heldin"].shape[1],
                                          rates["eval_rates_heldin_forward"].shape[1])
-    return RunScore(run, score_rates(run.dataset, run.bin_ms, target, rates, run.rates_path))
+    return run, target, rates
 
 
 def run_tensors(run: RunInfo, data_dir: str | os.PathLike | None = None) -> Path | None:

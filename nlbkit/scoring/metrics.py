@@ -103,6 +103,16 @@ def fit_ridge_decoder(train_x: np.ndarray, train_y: np.ndarray) -> GridSearchCV:
     return decoder
 
 
+def decode_masks(
+    n_train: int, n_eval: int, train_mask: np.ndarray | None, eval_mask: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean (trials, n_masks) decode masks of train and eval trials: one decoder over every
+    trial when either is missing."""
+    if train_mask is None or eval_mask is None:
+        return np.ones((n_train, 1), dtype=bool), np.ones((n_eval, 1), dtype=bool)
+    return np.asarray(train_mask, dtype=bool), np.asarray(eval_mask, dtype=bool)
+
+
 def velocity_r2(
     train_rates: np.ndarray,
     train_behavior: np.ndarray,
@@ -116,11 +126,9 @@ def velocity_r2(
     rates: (trials, bins, neurons), behaviour: (trials, bins, channels); masks: (trials, n_masks)
     booleans (area2_bump decodes bump and no-bump trials separately). No mask: one decoder.
     """
-    if train_decode_mask is None or eval_decode_mask is None:
-        train_decode_mask = np.ones((train_rates.shape[0], 1), dtype=bool)
-        eval_decode_mask = np.ones((eval_rates.shape[0], 1), dtype=bool)
-    train_decode_mask = np.asarray(train_decode_mask, dtype=bool)
-    eval_decode_mask = np.asarray(eval_decode_mask, dtype=bool)
+    train_decode_mask, eval_decode_mask = decode_masks(
+        len(train_rates), len(eval_rates), train_decode_mask, eval_decode_mask
+    )
     scores = [
         ridge_r2(
             _flatten_time(train_rates[train_decode_mask[:, i]]),
