@@ -1,9 +1,11 @@
 """Run configuration: the model's, the training loop's and the baselines' settings.
 
-A `RunConfig` has four sections, each a dataclass: `model` (`LangevinConfig`), `train`
-(`TrainConfig`), `smoothing` (`SmoothingConfig`) and `gpfa` (`GpfaConfig`). A run's configuration
-is resolved in layers: dataclass defaults, then the dataset's defaults (`DATASET_DEFAULTS`, data
-rather than code), then a named preset (`PRESETS`, `--preset`), then a YAML/JSON file
+A `RunConfig` has six sections, each a dataclass: `model` (LangevinFlow's `LangevinConfig`),
+`ndt` (`NdtConfig`), `lfads` (`LfadsConfig`), `train` (`TrainConfig`, the loop every network
+shares), `smoothing` (`SmoothingConfig`) and `gpfa` (`GpfaConfig`). A run's configuration is
+resolved in layers: dataclass defaults, then the dataset's defaults (`DATASET_DEFAULTS`, data
+rather than code), then the model's own training defaults (`MODEL_DEFAULTS`, for every dataset
+and then for this one), then a named preset (`PRESETS`, `--preset`), then a YAML/JSON file
 (`--config`), then `key=value` overrides (`--set`). Keys are dotted (`train.lr`); a field name
 that exists in one section only may be given bare (`lr`).
 """
@@ -22,7 +24,7 @@ from typing import Any
 import yaml
 
 from nlbkit.errors import NlbkitError
-from nlbkit.models.config import LangevinConfig
+from nlbkit.models.config import LangevinConfig, LfadsConfig, NdtConfig
 
 
 @dataclass
@@ -117,9 +119,11 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     gpfa: GpfaConfig = field(default_factory=GpfaConfig)
+    ndt: NdtConfig = field(default_factory=NdtConfig)
+    lfads: LfadsConfig = field(default_factory=LfadsConfig)
 
 
-SECTIONS: tuple[str, ...] = ("model", "train", "smoothing", "gpfa")
+SECTIONS: tuple[str, ...] = ("model", "train", "smoothing", "gpfa", "ndt", "lfads")
 
 # Released LangevinFlow scripts (20 ms, test phase) where they exist; the smoothing baseline's
 # kernel widths and penalties are those of the NLB smoothing baseline. The scaled mc_maze sets have
@@ -219,6 +223,17 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         # latents), and 16 latents against 8 and 24 (0.1145, 0.1372).
         "gpfa.latent_dim": 16,
         "gpfa.glm_alpha": 0.001,
+    },
+}
+
+# The training loop's settings of a network model other than LangevinFlow (whose are the dataset
+# defaults above): "*" for every dataset, then the dataset's own. Applied over DATASET_DEFAULTS.
+MODEL_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "ndt": {
+        "*": {"train.lr": 1e-3, "train.kl_max": 0.0, "train.kl_ramp_epochs": 0, "train.weight_decay": 1e-4},
+    },
+    "lfads": {
+        "*": {"train.lr": 3e-3, "train.kl_max": 1e-3, "train.kl_ramp_epochs": 100},
     },
 }
 
@@ -366,12 +381,16 @@ def build_config(
     config_file: str | Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     preset: str | None = None,
+    model: str = "langevin",
 ) -> RunConfig:
-    """Defaults, then the dataset's defaults, then `preset` (a name of PRESETS), then
-    `config_file`, then `key=value` overrides."""
+    """Defaults, then the dataset's defaults, then `model`'s (MODEL_DEFAULTS), then `preset` (a
+    name of PRESETS), then `config_file`, then `key=value` overrides."""
     cfg = RunConfig()
     for key, value in DATASET_DEFAULTS.get(dataset or "", {}).items():
         set_value(cfg, key, value)
+    for layer in ("*", dataset or ""):
+        for key, value in MODEL_DEFAULTS.get(model, {}).get(layer, {}).items():
+            set_value(cfg, key, value)
     if preset is not None:
         if preset not in PRESETS:
             raise NlbkitError(f"unknown preset '{preset}'; presets: {', '.join(PRESETS)}")
@@ -407,8 +426,8 @@ def resolve_for_bin(cfg: RunConfig, bin_ms: int) -> RunConfig:
 
 def validate(cfg: RunConfig) -> None:
     """Check the sections' consistency (e.g. the model's sizes) after all overrides."""
-    if hasattr(cfg.model, "validate"):
-        cfg.model.validate()
+    for section in (cfg.model, cfg.ndt, cfg.lfads):
+        section.validate()
     tc = cfg.train
     if tc.batch_size < 1 or tc.epochs < 0 or tc.val_every < 1 or tc.lr <= 0:
         raise NlbkitError(

@@ -1,4 +1,4 @@
-"""`nlbkit cv DATASET TENSORS`: K-fold cross-validation of LangevinFlow and smoothing on train trials."""
+"""`nlbkit cv DATASET TENSORS`: K-fold cross-validation of registered models on train trials."""
 
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ def _ints(text: str | None, what: str) -> list[int] | None:
 @click.option("--seeds", default="0,1", show_default=True, help="Training seeds, comma-separated.")
 @click.option("--folds-subset", default=None, help="Run only these folds, e.g. 0,1 (choose settings there).")
 @click.option(
-    "--models", default="langevin,smoothing", show_default=True, help="Models to run, comma-separated."
+    "--models", default="langevin,smoothing", show_default=True,
+    help="Models to run, comma-separated (langevin, ndt, lfads, gpfa, smoothing); each with its own "
+         "defaults for the dataset, under --config and --set."
 )
 @click.option(
     "--config",
@@ -87,8 +89,8 @@ def command(
     progress,
     reference,
 ) -> None:
-    """Cross-validate LangevinFlow and the smoothing baseline on TENSORS, a 5 ms file of train
-    trials only (nlb_tools' train key names at its root).
+    """Cross-validate models (LangevinFlow and the smoothing baseline by default) on TENSORS, a
+    5 ms file of train trials only (nlb_tools' train key names at its root).
 
     Each fold of trials (seeded permutation, disjoint folds) is scored with the official metrics
     after fitting on every other trial; prints mean ± sd over folds x seeds, each model's paired
@@ -99,29 +101,35 @@ def command(
     Examples:
       nlbkit cv mc_maze_small mc_maze_small_train_5ms.h5
       nlbkit cv mc_maze_small mc_maze_small_train_5ms.h5 --bin-ms 20 --folds-subset 0,1
+      nlbkit cv mc_maze_small train.h5 --models langevin,ndt,lfads,gpfa,smoothing --reference smoothing
       nlbkit cv mc_maze_small train.h5 --set train.fit_eval_heldin=true --out runs/cv_heldin
       nlbkit cv mc_maze_small train.h5 --models langevin --seeds 0 --bag 3 --out runs/cv_bag3
     """
     from nlbkit.config import build_config, set_value
+    from nlbkit.models import get_model
     from nlbkit.train.cv import CvPlan, format_paired, format_summary, paired_differences, run_cv
     from nlbkit.train.members import member_plan
 
     members = member_plan(n_seeds, n_bags)
 
-    cfg = build_config(dataset, config_file, list(overrides))
-    if epochs is not None:
-        set_value(cfg, "train.epochs", epochs)
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    configs = {}
+    for name in names:
+        get_model(name)
+        configs[name] = build_config(dataset, config_file, list(overrides), model=name)
+        if epochs is not None:
+            set_value(configs[name], "train.epochs", epochs)
     plan = CvPlan(
         n_folds=n_folds,
         fold_size=fold_size,
         split_seed=split_seed,
         seeds=_ints(seeds, "--seeds"),
         folds=_ints(folds_subset, "--folds-subset"),
-        models=[m.strip() for m in models.split(",") if m.strip()],
+        models=names,
         members=members,
     )
     result = run_cv(
-        dataset, cfg, tensors, int(bin_ms), out_dir, plan, progress=click.echo, train_progress=progress
+        dataset, configs, tensors, int(bin_ms), out_dir, plan, progress=click.echo, train_progress=progress
     )
     click.echo(format_summary(result.summary))
     ran = list(dict.fromkeys(r["model"] for r in result.rows))

@@ -1,4 +1,4 @@
-"""`nlbkit train DATASET`: fit LangevinFlow (or a baseline, smoothing or GPFA): a run dir and its scores."""
+"""`nlbkit train DATASET`: fit LangevinFlow or a baseline (NDT, LFADS, smoothing, GPFA), and score it."""
 
 from __future__ import annotations
 
@@ -124,13 +124,14 @@ def command(
     """Train a rate model on DATASET's tensors and score it locally.
 
     Writes runs/<dataset>_<bin>ms_<phase>_<model>/ with run.json, config.json, metrics.csv,
-    checkpoints/{last,best}.pt, rates.h5 (submission key names) and scores.json. LangevinFlow's
-    scores are printed beside the smoothing baseline's on the same trials.
+    checkpoints/{last,best}.pt, rates.h5 (submission key names) and scores.json. A network's
+    (LangevinFlow, NDT, LFADS) scores are printed beside the smoothing baseline's on the same trials.
 
     \b
     Examples:
       nlbkit train mc_maze_small
       nlbkit train mc_maze_small --model smoothing
+      nlbkit train mc_maze_small --model ndt --bin-ms 20
       nlbkit train mc_maze_small --set train.lr=1e-3 --set model.hidden=128 --epochs 50
       nlbkit train mc_maze_small --from-tensors mc_maze_small_train_5ms.h5
       nlbkit train mc_maze_small --ensemble 3
@@ -143,7 +144,7 @@ def command(
     from nlbkit.sweep.results import sweep_config_tag
     from nlbkit.train.run import TrainRequest, train_run
 
-    cfg = build_config(dataset, config_file, list(overrides), preset)
+    cfg = build_config(dataset, config_file, list(overrides), preset, model=model_name)
     for key, value in (("train.seed", seed), ("train.epochs", epochs), ("train.device", device)):
         if value is not None:
             set_value(cfg, key, value)
@@ -153,7 +154,7 @@ def command(
     from nlbkit.train.members import member_plan
 
     plan = member_plan(n_seeds, n_bags)
-    if plan is not None and model_name != "langevin":
+    if plan is not None and not REGISTRY[model_name].uses_torch:
         raise NlbkitError(
             f"--ensemble/--bag average trained members; '{model_name}' is fitted in closed form"
         )
@@ -213,7 +214,7 @@ def command(
     if outcome.baseline:
         columns["smoothing"] = outcome.baseline
     click.echo(side_by_side(columns))
-    if model_name == "langevin" and cfg.train.seeds > 1:
+    if model_name == "langevin" and cfg.train.seeds > 1 and plan is None:
         click.echo(f"(the leaderboard path trains {dataset} as the mean of {cfg.train.seeds} seeds, measured "
                    f"better than one run: add --ensemble {cfg.train.seeds}; docs/results.md)")
 

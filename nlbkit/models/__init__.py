@@ -30,6 +30,10 @@ class ModelEntry:
         build: Callable = getattr(importlib.import_module(module), function)
         return build(cfg, n_heldin, n_heldout, n_forward)
 
+    def settings(self, cfg: Any) -> Any:
+        """Its section of a RunConfig (e.g. `cfg.ndt`)."""
+        return getattr(cfg, self.config_section)
+
 
 REGISTRY: dict[str, ModelEntry] = {
     entry.name: entry
@@ -38,6 +42,10 @@ REGISTRY: dict[str, ModelEntry] = {
                    "model", "nlbkit.models.langevin:build", uses_torch=True),
         ModelEntry("smoothing", "the NLB smoothing baseline: Gaussian-smoothed spikes, Poisson GLM",
                    "smoothing", None, uses_torch=False),
+        ModelEntry("ndt", "NDT: a Transformer trained by masked modelling of binned spikes",
+                   "ndt", "nlbkit.models.ndt:build", uses_torch=True),
+        ModelEntry("lfads", "LFADS: a sequential VAE, a GRU generator from an inferred initial state",
+                   "lfads", "nlbkit.models.lfads:build", uses_torch=True),
         ModelEntry("gpfa", "a GPFA baseline: elephant's GPFA on held-in spikes, Poisson GLMs from latents",
                    "gpfa", None, uses_torch=False),
     )

@@ -1,4 +1,9 @@
-"""Hyper-parameters of the LangevinFlow model (training hyper-parameters live with the training loop)."""
+"""Hyper-parameters of the network models: LangevinFlow, NDT and LFADS (training hyper-parameters
+live with the training loop). Torch-free, so configs resolve without importing torch.
+
+Every network config has `hidden` (the width the CPU thread rule reads) and `prediction_samples`
+(stochastic passes averaged for the predicted rates).
+"""
 
 from __future__ import annotations
 
@@ -116,4 +121,107 @@ class LangevinConfig:
     @property
     def cd_active(self) -> bool:
         """Whether coordinated dropout applies in training (a keep rate of 0 or 1 disables it)."""
+        return 0.0 < self.cd_rate < 1.0
+
+
+def _first_problem(section: str, problems) -> None:
+    problems = list(problems)
+    if problems:
+        raise NlbkitError(f"{section} config: {problems[0]}")
+
+
+@dataclass
+class NdtConfig:
+    """The Neural Data Transformer (Ye & Pandarinath 2021): masked modelling of binned spikes.
+
+    Held-in counts of every bin (forward bins zero) are embedded linearly, given a learned position
+    embedding and read by `layers` Transformer encoder layers over the whole trial; a linear
+    readout gives every neuron's log-rate in every bin. In training a share `mask_ratio` of the
+    observed bins is masked (of those, `mask_zero_ratio` zeroed, then `mask_random_ratio` of the
+    rest replaced by random counts, the others left as they are): the held-in loss counts on the
+    masked bins only, the held-out neurons and forward bins always.
+    """
+
+    hidden: int = 128  # the embedding width (d_model)
+    layers: int = 2
+    heads: int = 2
+    ff_dim: int = 256
+    dropout: float = 0.3  # in the layers (attention, feed-forward) and before the readout
+    embed_dropout: float = 0.3  # on the embedded inputs
+    mask_ratio: float = 0.25
+    mask_zero_ratio: float = 0.8
+    mask_random_ratio: float = 0.5
+    norm_first: bool = True  # pre-norm layers (post-norm, the 2017 layout, when False)
+    prediction_samples: int = 1  # deterministic in eval mode: one pass
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        _first_problem("ndt", self._problems())
+
+    def _problems(self):
+        if self.hidden <= 0 or self.layers <= 0 or self.ff_dim <= 0:
+            yield "hidden, layers and ff_dim must be positive"
+        if self.heads <= 0 or self.hidden % self.heads:
+            yield f"hidden {self.hidden} is not divisible by heads {self.heads}"
+        for name in ("dropout", "embed_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                yield f"{name} must lie in [0, 1), got {getattr(self, name)}"
+        for name in ("mask_ratio", "mask_zero_ratio", "mask_random_ratio"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                yield f"{name} must lie in [0, 1], got {getattr(self, name)}"
+        if self.prediction_samples < 1:
+            yield f"prediction_samples must be at least 1, got {self.prediction_samples}"
+
+
+@dataclass
+class LfadsConfig:
+    """An LFADS-style sequential VAE (Sussillo et al. 2016; Pandarinath et al. 2018).
+
+    A bidirectional GRU reads the observed held-in counts; its two final states give the posterior
+    of the generator's initial state g_0 (prior N(0, ic_prior_var I)). The generator GRU runs from
+    g_0 over every bin, observed and forward; factors are a linear map of its state (after dropout)
+    and log-rates a linear map of the factors. With `controller`, a second bidirectional GRU's
+    per-bin states feed a controller GRU that infers an input u_t to the generator each bin
+    (posterior N(mu_t, sigma_t^2), prior N(0, co_prior_var I)). Coordinated dropout (keep rate
+    `cd_rate`) as in LangevinFlow.
+    """
+
+    hidden: int = 64  # generator GRU width
+    encoder: int = 64  # each direction of the initial-condition encoder
+    factors: int = 32
+    ic_prior_var: float = 0.1
+    dropout: float = 0.2  # on the encoders' inputs and on the generator state before the factors
+    cd_rate: float = 0.7  # coordinated dropout keep probability (0 or 1 disables)
+    cd_pass_rate: float = 0.0
+    controller: bool = False
+    controller_hidden: int = 32
+    controller_encoder: int = 32  # each direction of the controller's encoder
+    inputs: int = 1  # dimension of the inferred input u_t
+    co_prior_var: float = 0.1
+    prediction_samples: int = 20
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        _first_problem("lfads", self._problems())
+
+    def _problems(self):
+        sizes = ("hidden", "encoder", "factors", "controller_hidden", "controller_encoder", "inputs")
+        bad = [name for name in sizes if getattr(self, name) <= 0]
+        if bad:
+            yield f"{', '.join(bad)} must be positive"
+        if self.ic_prior_var <= 0 or self.co_prior_var <= 0:
+            yield "ic_prior_var and co_prior_var must be positive"
+        if not 0.0 <= self.dropout < 1.0:
+            yield f"dropout must lie in [0, 1), got {self.dropout}"
+        if not 0.0 <= self.cd_rate <= 1.0 or not 0.0 <= self.cd_pass_rate <= 1.0:
+            yield "cd_rate and cd_pass_rate must lie in [0, 1]"
+        if self.prediction_samples < 1:
+            yield f"prediction_samples must be at least 1, got {self.prediction_samples}"
+
+    @property
+    def cd_active(self) -> bool:
         return 0.0 < self.cd_rate < 1.0

@@ -38,6 +38,12 @@ from torch.nn import functional as F
 
 from nlbkit.errors import NlbkitError
 from nlbkit.models.config import LangevinConfig
+from nlbkit.models.parts import (
+    coordinated_dropout,
+    gaussian_kl_to_standard,
+    masked_poisson_nll,
+    mean_log_rate_prediction,
+)
 from nlbkit.models.potential import CoupledOscillatorPotential, StepCoefficients, langevin_step
 
 __all__ = ["LangevinConfig", "LangevinFlow", "LangevinOutput", "coordinated_dropout", "masked_poisson_nll"]
@@ -56,41 +62,6 @@ class LangevinOutput:
     kl: Tensor
     latents: dict[str, Tensor]
     kl_terms: dict[str, Tensor] = field(default_factory=dict)
-
-
-def gaussian_kl_to_standard(mean: Tensor, logvar: Tensor) -> Tensor:
-    """KL(N(mean, diag exp logvar) | N(0, I)) summed over the last dim and averaged over rows."""
-    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1).mean()
-
-
-def coordinated_dropout(heldin: Tensor, keep_rate: float, pass_rate: float) -> tuple[Tensor, Tensor]:
-    """Coordinated dropout of held-in counts (B, T, N_in).
-
-    Returns (inputs, blocked): inputs keep each entry with probability keep_rate, rescaled by
-    1 / keep_rate so sums are unbiased; blocked (bool, same shape) marks the kept entries whose loss
-    must not train the model (it could copy them), except a random share pass_rate let through.
-    """
-    kept = torch.rand_like(heldin) < keep_rate
-    passed = torch.rand_like(heldin) < pass_rate
-    return heldin * kept / keep_rate, kept & ~passed
-
-
-def masked_poisson_nll(log_rates: Tensor, target: Tensor, blocked: Tensor | None) -> Tensor:
-    """Mean Poisson NLL exp(log r) - y log r over the observed entries of target (B, T+F, N).
-
-    NaN targets (bins a trial did not observe) are left out of the value and the gradient, not
-    read as zero spikes. Entries of `blocked` (B, T, N_in), the observed held-in corner, count in
-    the value but pass no gradient.
-    """
-    observed = ~torch.isnan(target)
-    nll = F.poisson_nll_loss(
-        log_rates, torch.where(observed, target, 0.0), log_input=True, full=False, reduction="none"
-    )
-    if blocked is not None:
-        corner = torch.zeros_like(nll, dtype=torch.bool)
-        corner[:, : blocked.shape[1], : blocked.shape[2]] = blocked
-        nll = torch.where(corner, nll.detach(), nll)
-    return torch.where(observed, nll, 0.0).sum() / observed.sum().clamp_min(1)
 
 
 class TransformerDecoder(nn.Module):
@@ -325,21 +296,7 @@ class LangevinFlow(nn.Module):
         seed it for repeatable predictions.
         """
         n = n_samples or self.cfg.prediction_samples
-        was_training = self.training
-        self.eval()
-        try:
-            total = None
-            per_pass = max(1, max_rows // max(1, heldin.shape[0]))
-            done = 0
-            while done < n:
-                k = min(per_pass, n - done)
-                log_rates = self(heldin.repeat(k, 1, 1)).log_rates
-                chunk = log_rates.view(k, heldin.shape[0], *log_rates.shape[1:]).sum(dim=0)
-                total = chunk if total is None else total + chunk
-                done += k
-        finally:
-            self.train(was_training)
-        return (total / n).exp()
+        return mean_log_rate_prediction(self, lambda x: self(x).log_rates, heldin, n, max_rows)
 
 
 def _logit(p: float) -> float:

@@ -21,7 +21,7 @@ import copy
 import csv
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -199,7 +199,7 @@ def source_for_bin(tensors: Path, bin_ms: int, out_dir: Path) -> Path:
 
 def run_cv(
     dataset: str,
-    cfg: RunConfig,
+    cfg: RunConfig | Mapping[str, RunConfig],
     tensors: str | Path,
     bin_ms: int,
     out_dir: str | Path,
@@ -209,16 +209,24 @@ def run_cv(
 ) -> CvResult:
     """Run `plan` on `tensors` (a 5 ms train-only file) at `bin_ms`; write out_dir/cv.csv (see module doc).
 
+    `cfg`: one configuration for every model, or one per model name (each model's defaults,
+    `build_config(..., model=name)`).
+
     `out_dir` is claimed for the whole run (`nlbkit.claims`): one cross-validation per folder."""
     with claim(out_dir, "cross-validation folder"):
         return _run_cv(dataset, cfg, tensors, bin_ms, Path(out_dir), plan, progress, train_progress)
 
 
-def _run_cv(dataset: str, cfg: RunConfig, tensors: str | Path, bin_ms: int, out_dir: Path,
-            plan: CvPlan | None, progress: Callable[[str], None] | None, train_progress: bool) -> CvResult:
+def _run_cv(dataset: str, cfg: RunConfig | Mapping[str, RunConfig], tensors: str | Path, bin_ms: int,
+            out_dir: Path, plan: CvPlan | None, progress: Callable[[str], None] | None,
+            train_progress: bool) -> CvResult:
     plan = plan or CvPlan()
     for model in plan.models:
         get_model(model)
+    configs = {m: cfg for m in plan.models} if isinstance(cfg, RunConfig) else dict(cfg)
+    missing = [m for m in plan.models if m not in configs]
+    if missing:
+        raise NlbkitError(f"no configuration for {', '.join(missing)}")
     n_trials = len(read_train_trials(tensors))  # a bad file fails here, before torch is imported
     folds = fold_indices(n_trials, plan.n_folds, plan.fold_size, plan.split_seed)
     chosen = plan.chosen_folds()
@@ -249,11 +257,11 @@ def _run_cv(dataset: str, cfg: RunConfig, tensors: str | Path, bin_ms: int, out_
                 if model == "smoothing" and k in smoothing_rows:
                     record({**smoothing_rows[k], "seed": seed}, announce=False)
                     continue
-                run_cfg = copy.deepcopy(cfg)
+                run_cfg = copy.deepcopy(configs[model])
                 run_cfg.train.seed = seed
                 run_cfg.train.compare_smoothing = False
-                if model == "langevin" and plan.members is not None:
-                    for row in _ensemble_rows(dataset, run_cfg, plan.members, source, bin_ms, out_dir,
+                if get_model(model).uses_torch and plan.members is not None:
+                    for row in _ensemble_rows(dataset, model, run_cfg, plan.members, source, bin_ms, out_dir,
                                               k, seed, folds[k], train_progress):
                         record(row)
                     continue
@@ -289,24 +297,24 @@ def _run_cv(dataset: str, cfg: RunConfig, tensors: str | Path, bin_ms: int, out_
     return result
 
 
-def _ensemble_rows(dataset, cfg, members: MemberPlan, source, bin_ms, out_dir, fold, seed, eval_index,
+def _ensemble_rows(dataset, model, cfg, members: MemberPlan, source, bin_ms, out_dir, fold, seed, eval_index,
                    train_progress) -> list[dict]:
-    """Rows of each member (model 'langevin', its own seed) and of their mean ('langevin x3')."""
+    """Rows of each member (`model`, its own seed) and of their mean (e.g. 'langevin x3')."""
     from nlbkit.train.members import train_members
 
     started = time.perf_counter()
     outcome = train_members(
-        dataset, cfg, members, bin_ms=bin_ms, phase="val", from_tensors=source,
+        dataset, cfg, members, bin_ms=bin_ms, phase="val", model=model, from_tensors=source,
         run_root=out_dir / "runs", tag=f"fold{fold}_seed{seed}_{members.label}", overwrite=True,
         progress=train_progress, say=lambda line: None, eval_index=eval_index,
     )
     rows = []
     for k, member in enumerate(outcome.members):
-        rows.append({"model": "langevin", "fold": fold, "seed": seed + k,
+        rows.append({"model": model, "fold": fold, "seed": seed + k,
                      **{m: member.scores.get(m, math.nan) for m in METRICS}, "epochs": member.epochs,
                      "seconds": ""})
     scores = outcome.ensemble.ensemble.scores
-    rows.append({"model": f"langevin {members.label}", "fold": fold, "seed": seed,
+    rows.append({"model": f"{model} {members.label}", "fold": fold, "seed": seed,
                  **{m: scores.get(m, math.nan) for m in METRICS}, "epochs": "",
                  "seconds": round(time.perf_counter() - started, 1)})
     return rows

@@ -120,7 +120,7 @@ def plan_task(run: RunDir, tensors: Path) -> str:
 
 def task_config(opts: TrainAllOptions, dataset: str, seed_offset: int) -> dict[str, Any]:
     """The dataset's configuration with --config, --set, --seed, --epochs and --device applied."""
-    cfg = build_config(dataset, opts.config_file, list(opts.overrides))
+    cfg = build_config(dataset, opts.config_file, list(opts.overrides), model=opts.model)
     given = {"train.seed": opts.seed, "train.epochs": opts.epochs, "train.device": opts.device}
     for key, value in given.items():
         if value is not None:

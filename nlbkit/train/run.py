@@ -44,6 +44,11 @@ def build_langevin(cfg: RunConfig, n_heldin: int, n_heldout: int, n_forward: int
     return get_model("langevin").build(cfg, n_heldin, n_heldout, n_forward)
 
 
+def factory_of(model: str, model_factory: ModelFactory | None = None) -> ModelFactory:
+    """`model_factory` when given (tests, benchmarks), else the registry's builder of `model`."""
+    return model_factory or get_model(model).build
+
+
 @dataclass
 class TrainOutcome:
     run: RunDir
@@ -82,7 +87,7 @@ class TrainRequest:
 def train_run(
     request: TrainRequest,
     *,
-    model_factory: ModelFactory = build_langevin,
+    model_factory: ModelFactory | None = None,
     on_epoch: Callable[[int], None] | None = None,
 ) -> TrainOutcome:
     """Train `request.model` and write its run directory; see the module doc.
@@ -136,7 +141,7 @@ def train_run(
             epochs, stop_note = 0, None
         else:
             train_rates, eval_rates, epochs, stop_note = _fit_torch(
-                run, data, cfg, resume, progress, model_factory, on_epoch
+                run, data, cfg, model, resume, progress, factory_of(model, model_factory), on_epoch
             )
         rates = rates_dict(train_rates, eval_rates, data.n_heldin, data.fit.heldin.shape[1])
         run.write_rates(RunInfo.from_json(run.path, info), rates)
@@ -144,7 +149,7 @@ def train_run(
         scores = score_rates(dataset, bin_ms, targets, rates, run.rates_h5)
         run.write_scores(scores)
     outcome = TrainOutcome(run=run, scores=scores, epochs=epochs, stop_note=stop_note)
-    if model == "langevin" and cfg.train.compare_smoothing and scores:
+    if entry.uses_torch and cfg.train.compare_smoothing and scores:
         outcome.baseline = baseline_scores(replace(request, phase=data.phase, tag=tag), info)
     return outcome
 
@@ -197,6 +202,7 @@ def _fit_torch(
     run: RunDir,
     data: PhaseData,
     cfg: RunConfig,
+    model: str,
     resume: bool,
     progress: bool,
     model_factory: ModelFactory,
@@ -205,7 +211,7 @@ def _fit_torch(
     tc = cfg.train
     device = resolve_device(tc.device)
     if device.type == "cpu":
-        torch.set_num_threads(training_threads(tc, cfg.model.hidden))
+        torch.set_num_threads(training_threads(tc, get_model(model).settings(cfg).hidden))
     seed_everything(tc.seed)
     net = model_factory(cfg, data.n_heldin, data.n_heldout, data.n_forward)
     fit, val = training_trials(data, tc)
@@ -217,18 +223,19 @@ def _fit_torch(
         trainer.resume()
     epochs = trainer.fit()
     trainer.load_best()
-    rates_of = seeded_predictor(net, cfg, device)
+    rates_of = seeded_predictor(net, cfg, device, model)
     return rates_of(data.fit.heldin), rates_of(data.eval.heldin), epochs, trainer.stop_note
 
 
 def seeded_predictor(
-    net: torch.nn.Module, cfg: RunConfig, device: torch.device
+    net: torch.nn.Module, cfg: RunConfig, device: torch.device, model: str = "langevin"
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Held-in counts (trials, T, Nin) -> rates (trials, T+F, N) with the run's prediction samples
-    and batch size. Seeds torch first, so a run's stochastic passes do not depend on what ran
-    before (where training stopped): called in the same order, it predicts what training did."""
+    (of `model`'s section) and batch size. Seeds torch first, so a run's stochastic passes do not
+    depend on what ran before (where training stopped): called in the same order, it predicts what
+    training did."""
     seed_everything(cfg.train.seed)
-    samples, batch = cfg.model.prediction_samples, cfg.train.batch_size
+    samples, batch = get_model(model).settings(cfg).prediction_samples, cfg.train.batch_size
     return lambda heldin: predict(net, heldin, samples, batch, device)
 
 
@@ -284,7 +291,7 @@ def predict_file(
     input_path: str | Path,
     output: str | Path,
     device: str = "auto",
-    model_factory: ModelFactory = build_langevin,
+    model_factory: ModelFactory | None = None,
 ) -> Path:
     """Rates of a trained run for the trials of `input_path`, written to `output` (rates.h5 format)."""
     run = RunDir(Path(run_dir))
@@ -307,7 +314,7 @@ def predict_file(
 
 
 def load_rate_model(
-    run: RunDir, info: RunInfo, cfg: RunConfig, device: str, model_factory: ModelFactory = build_langevin
+    run: RunDir, info: RunInfo, cfg: RunConfig, device: str, model_factory: ModelFactory | None = None
 ) -> Callable[[np.ndarray], np.ndarray]:
     """A function from held-in counts (trials, T, Nin) to rates (trials, T+F, N) for the run's model."""
     if info.model == "smoothing":
@@ -321,7 +328,8 @@ def load_rate_model(
             raise NlbkitError(f"{run.gpfa_weights}: fitted GPFA baseline missing")
         return GpfaBaseline.load(run.gpfa_weights).predict_rates
     torch_device = resolve_device(device)
-    return seeded_predictor(load_network(run, info, cfg, torch_device, model_factory), cfg, torch_device)
+    net = load_network(run, info, cfg, torch_device, model_factory)
+    return seeded_predictor(net, cfg, torch_device, info.model)
 
 
 def load_network(
@@ -329,12 +337,12 @@ def load_network(
     info: RunInfo,
     cfg: RunConfig,
     device: torch.device,
-    model_factory: ModelFactory = build_langevin,
+    model_factory: ModelFactory | None = None,
 ) -> torch.nn.Module:
     """The run's network with the weights of its best checkpoint (its last when there is no best),
     in eval mode on `device`."""
     path = run.best_ckpt if run.best_ckpt.exists() else run.last_ckpt
     if not path.exists():
         raise NlbkitError(f"{run.path}: no checkpoint (checkpoints/best.pt or last.pt)")
-    net = model_factory(cfg, info.n_heldin, info.n_heldout, info.n_forward).to(device)
+    net = factory_of(info.model, model_factory)(cfg, info.n_heldin, info.n_heldout, info.n_forward).to(device)
     return load_weights(net, load_checkpoint(path, device), path).eval()

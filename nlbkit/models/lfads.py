@@ -1,0 +1,158 @@
+"""LFADS: latent factor analysis via dynamical systems (Sussillo et al. 2016; Pandarinath et al. 2018),
+written from the papers.
+
+Shapes: B trials, T observed bins, F forward bins, L = T+F, N = N_in + N_out neurons,
+G = `hidden` (generator), E = `encoder`, K = `factors`, U = `inputs`.
+
+    encoder     (e_fwd, e_bwd) = final states of a bidirectional GRU over dropout(x)  (B, 2E)
+                x (B, T, N_in) the observed held-in counts
+    initial     q(g_0) = N(mu(e), diag exp lv(e)),  prior N(0, ic_prior_var I)          (B, G)
+    generator   g_t = GRU(u_t, g_{t-1}) for t = 1..L, from g_0                          (B, L, G)
+                u_t = 0 without a controller; with one:
+    controller  c_t = GRUCell([a_t, f_{t-1}], c_{t-1}),  q(u_t) = N(mu(c_t), diag exp lv(c_t)),
+                prior N(0, co_prior_var I); a_t the per-bin states of a second bidirectional GRU
+                over dropout(x) (zeros in the forward bins), f_0 the factors of g_0
+    factors     f_t = W_f dropout(g_t)  (no bias)                                      (B, L, K)
+    rates       log r_t = W_r f_t + b_r                                                 (B, L, N)
+    loss        mean Poisson NLL + kl_weight * (KL(q(g_0) | p) + sum_t KL(q(u_t) | p))  per trial
+
+Coordinated dropout (keep rate `cd_rate`) drops held-in input entries in training and keeps the
+kept ones out of the gradient, as in LangevinFlow. Without a controller the generator is one fused
+GRU over zero inputs; with one it steps bin by bin, since u_t depends on f_{t-1}.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from nlbkit.errors import NlbkitError
+from nlbkit.models.config import LfadsConfig
+from nlbkit.models.parts import (
+    coordinated_dropout,
+    gaussian_kl_to_standard,
+    masked_poisson_nll,
+    mean_log_rate_prediction,
+)
+
+__all__ = ["LFADS", "LfadsConfig", "LfadsOutput"]
+
+
+@dataclass
+class LfadsOutput:
+    """log_rates (B, L, N); kl scalar, mean per trial, split in kl_terms ("kl_initial",
+    "kl_inputs" with a controller); latents "g" (B, L, G), "factors" (B, L, K), "u" (B, L, U)."""
+
+    log_rates: Tensor
+    kl: Tensor
+    latents: dict[str, Tensor]
+    kl_terms: dict[str, Tensor] = field(default_factory=dict)
+
+
+class LFADS(nn.Module):
+    """The model of the module docstring; `cfg` is validated on construction."""
+
+    def __init__(self, cfg: LfadsConfig, n_heldin: int, n_heldout: int, n_forward: int) -> None:
+        super().__init__()
+        cfg.validate()
+        if n_heldin < 1 or n_heldout < 0 or n_forward < 0:
+            raise NlbkitError(f"bad model sizes: {n_heldin} held-in, {n_heldout} held-out, {n_forward} fwd")
+        self.cfg = cfg
+        self.n_heldin, self.n_heldout, self.n_forward = n_heldin, n_heldout, n_forward
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.ic_encoder = nn.GRU(n_heldin, cfg.encoder, batch_first=True, bidirectional=True)
+        self.ic_head = nn.Linear(2 * cfg.encoder, 2 * cfg.hidden)
+        if cfg.controller:
+            self.ci_encoder = nn.GRU(n_heldin, cfg.controller_encoder, batch_first=True, bidirectional=True)
+            self.controller = nn.GRUCell(2 * cfg.controller_encoder + cfg.factors, cfg.controller_hidden)
+            self.co_head = nn.Linear(cfg.controller_hidden, 2 * cfg.inputs)
+            self.generator = nn.GRUCell(cfg.inputs, cfg.hidden)
+        else:
+            self.generator = nn.GRU(1, cfg.hidden, batch_first=True)  # fed zeros: u_t = 0
+        self.factor_map = nn.Linear(cfg.hidden, cfg.factors, bias=False)
+        self.readout = nn.Linear(cfg.factors, n_heldin + n_heldout)
+
+    @torch.no_grad()
+    def set_baseline_rates(self, mean_counts: Tensor) -> None:
+        """Start the readout at log of each neuron's mean count per bin, (N,)."""
+        self.readout.bias.copy_(mean_counts.clamp_min(1e-3).log())
+
+    def forward(self, heldin: Tensor) -> LfadsOutput:
+        """heldin (B, T, N_in) counts -> LfadsOutput with log_rates (B, T+F, N)."""
+        if heldin.ndim != 3 or heldin.shape[2] != self.n_heldin:
+            shape = tuple(heldin.shape)
+            raise NlbkitError(f"held-in input has shape {shape}; expected (B, T, {self.n_heldin})")
+        cfg = self.cfg
+        x = self.dropout(heldin)
+        _, last = self.ic_encoder(x)  # (2, B, E)
+        ic_mean, ic_logvar = self.ic_head(torch.cat([last[0], last[1]], dim=-1)).float().chunk(2, dim=-1)
+        g0 = ic_mean + torch.randn_like(ic_mean) * (0.5 * ic_logvar).exp()  # (B, G)
+        kl_terms = {"kl_initial": gaussian_kl_to_standard(ic_mean, ic_logvar, cfg.ic_prior_var)}
+        length = heldin.shape[1] + self.n_forward
+        if cfg.controller:
+            g, u, kl_inputs = self._controlled(x, g0, length)
+            kl_terms["kl_inputs"] = kl_inputs
+        else:
+            zeros = g0.new_zeros(heldin.shape[0], length, 1)
+            g = self.generator(zeros.to(x.dtype), g0[None].to(x.dtype))[0]  # (B, L, G)
+            u = zeros
+        factors = self.factor_map(self.dropout(g))  # (B, L, K)
+        log_rates = self.readout(factors).float()
+        kl = sum(kl_terms.values(), log_rates.new_zeros(()))
+        return LfadsOutput(log_rates, kl, {"g": g, "factors": factors, "u": u}, kl_terms)
+
+    def _controlled(self, x: Tensor, g0: Tensor, length: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Generator states (B, L, G) and inputs (B, L, U) stepped with the controller, and the
+        inputs' KL summed over bins (mean per trial)."""
+        cfg = self.cfg
+        a = self.ci_encoder(x)[0]  # (B, T, 2 Ec)
+        a = torch.cat([a, a.new_zeros(a.shape[0], self.n_forward, a.shape[2])], dim=1)  # (B, L, 2 Ec)
+        g = g0.to(a.dtype)
+        c = a.new_zeros(a.shape[0], cfg.controller_hidden)
+        f = self.factor_map(g)
+        states, inputs, means, logvars = [], [], [], []
+        for t in range(length):
+            c = self.controller(torch.cat([a[:, t], f.to(a.dtype)], dim=-1), c)
+            mean, logvar = self.co_head(c).float().chunk(2, dim=-1)
+            u = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+            g = self.generator(u.to(a.dtype), g)
+            f = self.factor_map(self.dropout(g))
+            states.append(g)
+            inputs.append(u)
+            means.append(mean)
+            logvars.append(logvar)
+        b = x.shape[0]
+        mean, logvar = torch.stack(means, 1).reshape(b, -1), torch.stack(logvars, 1).reshape(b, -1)
+        kl = gaussian_kl_to_standard(mean, logvar, cfg.co_prior_var)
+        return torch.stack(states, dim=1), torch.stack(inputs, dim=1), kl
+
+    def loss(self, heldin: Tensor, target: Tensor, kl_weight: float) -> tuple[Tensor, dict[str, float]]:
+        """Mean Poisson NLL + kl_weight * KL, and its parts as floats; heldin (B, T, N_in), target
+        (B, T+F, N). In training mode with coordinated dropout on, the kept observed held-in
+        entries pass no gradient."""
+        b, t, _ = heldin.shape
+        expected = (b, t + self.n_forward, self.n_heldin + self.n_heldout)
+        if tuple(target.shape) != expected:
+            raise NlbkitError(f"target has shape {tuple(target.shape)}; expected {expected}")
+        blocked = None
+        if self.training and self.cfg.cd_active:
+            heldin, blocked = coordinated_dropout(heldin, self.cfg.cd_rate, self.cfg.cd_pass_rate)
+        out = self(heldin)
+        nll = masked_poisson_nll(out.log_rates, target, blocked)
+        total = nll + kl_weight * out.kl
+        parts = {"nll": nll.item(), "kl": out.kl.item(), "loss": total.item()}
+        parts.update({name: value.item() for name, value in out.kl_terms.items()})
+        return total, parts
+
+    @torch.no_grad()
+    def predict_rates(self, heldin: Tensor, n_samples: int | None = None, max_rows: int = 1024) -> Tensor:
+        """Rates per bin (B, T+F, N): exp of the mean log-rate over n_samples posterior samples."""
+        n = n_samples or self.cfg.prediction_samples
+        return mean_log_rate_prediction(self, lambda x: self(x).log_rates, heldin, n, max_rows)
+
+
+def build(cfg, n_heldin: int, n_heldout: int, n_forward: int) -> LFADS:
+    """The registry's builder: LFADS from a RunConfig's `lfads` section."""
+    return LFADS(cfg.lfads, n_heldin, n_heldout, n_forward)

@@ -1,0 +1,72 @@
+"""Pieces the network models share: the masked Poisson loss, coordinated dropout, the Gaussian KL
+and sampled predictions. Shapes: B trials, T observed bins, F forward bins, N neurons."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+
+def gaussian_kl_to_standard(mean: Tensor, logvar: Tensor, prior_var: float = 1.0) -> Tensor:
+    """KL(N(mean, diag exp logvar) | N(0, prior_var I)) summed over the last dim, averaged over rows."""
+    log_ratio = logvar - math.log(prior_var)  # exactly logvar for the standard prior
+    return 0.5 * (mean.pow(2) / prior_var + log_ratio.exp() - 1.0 - log_ratio).sum(dim=-1).mean()
+
+
+def coordinated_dropout(heldin: Tensor, keep_rate: float, pass_rate: float) -> tuple[Tensor, Tensor]:
+    """Coordinated dropout of held-in counts (B, T, N_in).
+
+    Returns (inputs, blocked): inputs keep each entry with probability keep_rate, rescaled by
+    1 / keep_rate so sums are unbiased; blocked (bool, same shape) marks the kept entries whose loss
+    must not train the model (it could copy them), except a random share pass_rate let through.
+    """
+    kept = torch.rand_like(heldin) < keep_rate
+    passed = torch.rand_like(heldin) < pass_rate
+    return heldin * kept / keep_rate, kept & ~passed
+
+
+def masked_poisson_nll(log_rates: Tensor, target: Tensor, blocked: Tensor | None) -> Tensor:
+    """Mean Poisson NLL exp(log r) - y log r over the observed entries of target (B, T+F, N).
+
+    NaN targets (bins a trial did not observe) are left out of the value and the gradient, not
+    read as zero spikes. Entries of `blocked` (B, T, N_in), the observed held-in corner, count in
+    the value but pass no gradient.
+    """
+    observed = ~torch.isnan(target)
+    nll = F.poisson_nll_loss(
+        log_rates, torch.where(observed, target, 0.0), log_input=True, full=False, reduction="none"
+    )
+    if blocked is not None:
+        corner = torch.zeros_like(nll, dtype=torch.bool)
+        corner[:, : blocked.shape[1], : blocked.shape[2]] = blocked
+        nll = torch.where(corner, nll.detach(), nll)
+    return torch.where(observed, nll, 0.0).sum() / observed.sum().clamp_min(1)
+
+
+@torch.no_grad()
+def mean_log_rate_prediction(
+    model: torch.nn.Module, log_rates_of: Callable[[Tensor], Tensor], heldin: Tensor, n_samples: int,
+    max_rows: int = 1024,
+) -> Tensor:
+    """Rates per bin (B, T+F, N): exp of the mean of `log_rates_of` over n_samples stochastic
+    passes, in eval mode (no dropout; latents still sampled), the previous mode restored after.
+    Passes are batched, at most `max_rows` trial copies at a time."""
+    was_training = model.training
+    model.eval()
+    try:
+        total = None
+        per_pass = max(1, max_rows // max(1, heldin.shape[0]))
+        done = 0
+        while done < n_samples:
+            k = min(per_pass, n_samples - done)
+            log_rates = log_rates_of(heldin.repeat(k, 1, 1))
+            chunk = log_rates.view(k, heldin.shape[0], *log_rates.shape[1:]).sum(dim=0)
+            total = chunk if total is None else total + chunk
+            done += k
+    finally:
+        model.train(was_training)
+    return (total / n_samples).exp()

@@ -1,0 +1,181 @@
+"""The NDT and LFADS baselines: registered, trained through `train_run` like LangevinFlow, their
+losses' masks, their runs predicted again to the same rates, and each better than the smoothing
+baseline on small data with low-dimensional latents."""
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from nlbkit.config import MODEL_DEFAULTS, build_config
+from nlbkit.errors import NlbkitError
+from nlbkit.models import get_model
+from nlbkit.models.lfads import LFADS
+from nlbkit.models.ndt import NDT, mask_bins
+from nlbkit.train.cv import CvPlan, run_cv
+from nlbkit.train.run import TrainRequest, predict_file, train_run
+from tests.training_fixtures import tiny_config, write_prepared, write_train_only
+
+NETWORKS = ("ndt", "lfads")
+TINY = {
+    "ndt": ("ndt.hidden=16", "ndt.ff_dim=32", "ndt.layers=1"),
+    "lfads": ("lfads.hidden=8", "lfads.encoder=8", "lfads.factors=4", "lfads.prediction_samples=2"),
+}
+
+
+def _train(tmp_path, tensors, model, *overrides, tag=None):
+    return train_run(
+        TrainRequest(
+            "mc_maze_small",
+            tiny_config(*TINY.get(model, ()), *overrides),
+            model=model,
+            from_tensors=tensors,
+            run_root=tmp_path / "r",
+            tag=tag,
+            progress=False,
+        )
+    )
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_networks_are_registered_with_their_own_section(name):
+    entry = get_model(name)
+    assert entry.uses_torch and entry.config_section == name
+    cfg = build_config("mc_maze_small", model=name)
+    assert entry.settings(cfg) is getattr(cfg, name)
+    net = entry.build(cfg, 5, 2, 3)
+    assert isinstance(net, {"ndt": NDT, "lfads": LFADS}[name])
+
+
+def test_model_defaults_apply_to_their_model_only():
+    for name, layers in MODEL_DEFAULTS.items():
+        cfg, plain = build_config("mc_maze_small", model=name), build_config("mc_maze_small")
+        for key, value in {**layers.get("*", {}), **layers.get("mc_maze_small", {})}.items():
+            section, field = key.split(".")
+            assert getattr(getattr(cfg, section), field) == value, key
+        assert plain.train == build_config("mc_maze_small", model="langevin").train
+    # --set still wins over a model's defaults
+    assert build_config("mc_maze_small", overrides=["train.lr=0.5"], model="ndt").train.lr == 0.5
+
+
+@pytest.mark.parametrize("bad", ["ndt.heads=3", "ndt.mask_ratio=1.5", "lfads.factors=0", "lfads.dropout=1"])
+def test_bad_network_settings_name_the_section(bad):
+    with pytest.raises(NlbkitError, match=bad.split(".")[0]):
+        build_config("mc_maze_small", overrides=[bad])
+
+
+def test_ndt_masks_whole_bins_and_replaces_them_as_asked():
+    torch.manual_seed(0)
+    x = torch.ones(4, 50, 3)
+    means = torch.full((3,), 2.0)
+    same, none = mask_bins(x, 0.0, 0.8, 0.5, means)
+    assert torch.equal(same, x) and not none.any()
+    zeroed, every = mask_bins(x, 1.0, 1.0, 0.0, means)
+    assert every.all() and torch.equal(zeroed, torch.zeros_like(x))
+    kept, every = mask_bins(x, 1.0, 0.0, 0.0, means)  # masked but left as they are: BERT's 10 %
+    assert every.all() and torch.equal(kept, x)
+    part, masked = mask_bins(x, 0.3, 1.0, 0.0, means)
+    assert 0.15 < masked.float().mean() < 0.45
+    assert torch.equal(part[masked], torch.zeros_like(part[masked]))  # whole bins, every neuron
+    assert torch.equal(part[~masked], x[~masked])
+
+
+def test_ndt_held_in_loss_trains_only_on_masked_bins():
+    torch.manual_seed(0)
+    net = NDT(build_config(overrides=["ndt.mask_ratio=0.0"]).ndt, 3, 2, 4)
+    heldin = torch.poisson(torch.ones(2, 6, 3))
+    target = torch.cat([torch.cat([heldin, torch.ones(2, 6, 2)], -1), torch.ones(2, 4, 5)], 1)
+    target.requires_grad_(False)
+    log_rates = None
+
+    def keep(module, inputs, output):
+        nonlocal log_rates
+        log_rates = output
+        output.retain_grad()
+
+    net.readout.register_forward_hook(keep)
+    net.train()
+    loss, parts = net.loss(heldin, target, kl_weight=1.0)
+    loss.backward()
+    # mask_ratio 0 masks nothing: the held-in observed corner passes no gradient, the rest does
+    assert torch.all(log_rates.grad[:, :6, :3] == 0)
+    assert torch.all(log_rates.grad[:, :6, 3:] != 0) and torch.all(log_rates.grad[:, 6:] != 0)
+    assert parts["kl"] == 0.0 and parts["nll"] == pytest.approx(loss.item())
+
+
+def test_ndt_predictions_are_deterministic_and_shaped():
+    net = NDT(build_config().ndt, 3, 2, 4)
+    x = torch.poisson(torch.ones(5, 7, 3))
+    first = net.predict_rates(x)
+    assert first.shape == (5, 11, 5) and torch.equal(first, net.predict_rates(x, n_samples=9))
+    with pytest.raises(NlbkitError, match="expected"):
+        net(torch.ones(5, 7, 4))
+
+
+@pytest.mark.parametrize("controller", [False, True])
+def test_lfads_kl_and_shapes(controller):
+    torch.manual_seed(0)
+    sizes = [f"lfads.controller={controller}", "lfads.hidden=6", "lfads.encoder=5"]
+    cfg = build_config(overrides=sizes).lfads
+    net = LFADS(cfg, 3, 2, 4)
+    out = net(torch.poisson(torch.ones(2, 7, 3)))
+    assert out.log_rates.shape == (2, 11, 5)
+    assert out.latents["factors"].shape == (2, 11, cfg.factors)
+    assert set(out.kl_terms) == ({"kl_initial", "kl_inputs"} if controller else {"kl_initial"})
+    assert torch.isclose(out.kl, sum(out.kl_terms.values()))
+    assert all(float(v) >= 0 for v in out.kl_terms.values())
+
+
+def test_lfads_kl_is_zero_at_the_prior():
+    from nlbkit.models.parts import gaussian_kl_to_standard
+
+    var = 0.1
+    mean, logvar = torch.zeros(4, 3), torch.full((4, 3), float(np.log(var)))
+    assert float(gaussian_kl_to_standard(mean, logvar, var)) == pytest.approx(0.0, abs=1e-6)
+    # the closed form against a Monte Carlo estimate at another posterior
+    mean, logvar = torch.full((1, 1), 0.3), torch.full((1, 1), -1.0)
+    q = torch.distributions.Normal(mean, (0.5 * logvar).exp())
+    p = torch.distributions.Normal(torch.zeros(1, 1), torch.full((1, 1), var**0.5))
+    expected = float(torch.distributions.kl_divergence(q, p).sum())
+    assert float(gaussian_kl_to_standard(mean, logvar, var)) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_network_trains_writes_its_run_and_predicts_the_same_rates(tmp_path, name):
+    tensors = write_prepared(tmp_path / "t.h5")
+    outcome = _train(tmp_path, tensors, name)
+    run = outcome.run
+    for path in (run.run_json, run.rates_h5, run.scores_json, run.best_ckpt, run.last_ckpt):
+        assert path.exists(), path
+    assert run.info().model == name and outcome.epochs == 3
+    assert np.isfinite(outcome.scores["co-bps"])
+    out = predict_file(run.path, tensors, tmp_path / "pred.h5")
+    with h5py.File(run.rates_h5) as saved, h5py.File(out) as predicted:
+        for key in ("eval_rates_heldin", "eval_rates_heldout", "eval_rates_heldin_forward"):
+            np.testing.assert_allclose(
+                predicted[f"mc_maze_small/{key}"][()], saved[f"mc_maze_small/{key}"][()], rtol=1e-5
+            )
+
+
+def test_cv_gives_each_model_its_own_configuration(tmp_path):
+    path = write_train_only(tmp_path / "train.h5", trials=20)
+    configs = {name: tiny_config(*TINY[name], "train.epochs=2") for name in NETWORKS}
+    configs["ndt"].train.lr = 1e-4
+    result = run_cv(
+        "mc_maze_small", configs, path, 20, tmp_path / "cv",
+        CvPlan(n_folds=4, seeds=(0,), folds=(1,), models=NETWORKS),
+    )
+    assert [r["model"] for r in result.rows] == list(NETWORKS)
+    assert all(np.isfinite(r["co-bps"]) for r in result.rows)
+    lrs = {name: build_run_lr(tmp_path / "cv" / "runs", name) for name in NETWORKS}
+    assert lrs == {"ndt": 1e-4, "lfads": configs["lfads"].train.lr}
+    with pytest.raises(NlbkitError, match="no configuration for smoothing"):
+        run_cv("mc_maze_small", configs, path, 20, tmp_path / "cv2",
+               CvPlan(n_folds=4, seeds=(0,), folds=(1,), models=("ndt", "smoothing")))
+
+
+def build_run_lr(root, name):
+    from nlbkit.runs import RunDir
+
+    (run,) = [p for p in root.iterdir() if f"_{name}_" in p.name]
+    return RunDir(run).config().train.lr
