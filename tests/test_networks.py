@@ -2,6 +2,8 @@
 losses' masks, their runs predicted again to the same rates, and each better than the smoothing
 baseline on small data with low-dimensional latents."""
 
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -179,3 +181,35 @@ def build_run_lr(root, name):
 
     (run,) = [p for p in root.iterdir() if f"_{name}_" in p.name]
     return RunDir(run).config().train.lr
+
+
+def test_cv_scores_a_mixed_ensemble_of_two_models_per_fold(tmp_path):
+    from nlbkit.runs import RunDir
+
+    path = write_train_only(tmp_path / "train.h5", trials=20)
+    configs = {"ndt": tiny_config(*TINY["ndt"], "train.epochs=2"), "smoothing": tiny_config()}
+    result = run_cv(
+        "mc_maze_small", configs, path, 20, tmp_path / "cv",
+        CvPlan(n_folds=4, seeds=(0, 1), folds=(1,), models=("ndt", "smoothing"),
+               mixes=[("ndt", "smoothing")]),
+    )
+    assert [(r["model"], r["seed"]) for r in result.rows] == [
+        ("ndt", 0), ("smoothing", 0), ("ndt+smoothing", 0),
+        ("ndt", 1), ("smoothing", 1), ("ndt+smoothing", 1),
+    ]
+    runs = tmp_path / "cv" / "runs"
+    mix = RunDir(runs / "mix_ndt_smoothing_fold1_seed1")
+    members = [RunDir(Path(p)) for p in mix.info().members]
+    assert [m.info().model for m in members] == ["ndt", "smoothing"]
+    assert members[0].path.name.endswith("fold1_seed1") and members[1].path.name.endswith("fold1_seed0")
+    key = "mc_maze_small_20/eval_rates_heldout"
+    files = [h5py.File(run.rates_h5) for run in (mix, *members)]
+    mean = (files[1][key][()].astype(np.float64) + files[2][key][()]) / 2
+    np.testing.assert_allclose(files[0][key][()], mean, rtol=1e-6)
+    for h5 in files:
+        h5.close()
+    assert result.rows[-1]["co-bps"] == pytest.approx(mix.scores()["co-bps"], abs=1e-12)
+    with pytest.raises(NlbkitError, match="mixed ensemble ndt\\+lfads"):
+        run_cv("mc_maze_small", configs, path, 20, tmp_path / "cv2",
+               CvPlan(n_folds=4, seeds=(0,), folds=(1,), models=("ndt", "smoothing"),
+                      mixes=[("ndt", "lfads")]))

@@ -65,6 +65,9 @@ def _ints(text: str | None, what: str) -> list[int] | None:
                    "`nlbkit train --ensemble N`; rows of the members and of their mean.")
 @click.option("--bag", "n_bags", type=click.IntRange(min=2), default=None, metavar="K",
               help="LangevinFlow as a bagging of K members, as `nlbkit train --bag K`.")
+@click.option("--mix", "mixes", multiple=True, metavar="A+B[+C]",
+              help="A mixed ensemble: per fold and seed, the mean of these models' rates, scored as a "
+                   "row of its own (models among --models; repeatable), e.g. --mix langevin+lfads.")
 @click.option("--progress", is_flag=True, help="Show each training run's progress bar.")
 @click.option("--reference", default=None, metavar="MODEL",
               help="Model the others are compared with, pair by pair (fold x seed): mean ± sd of "
@@ -86,6 +89,7 @@ def command(
     out_dir,
     n_seeds,
     n_bags,
+    mixes,
     progress,
     reference,
 ) -> None:
@@ -127,6 +131,7 @@ def command(
         folds=_ints(folds_subset, "--folds-subset"),
         models=names,
         members=members,
+        mixes=[tuple(part.strip() for part in mix.split("+") if part.strip()) for mix in mixes],
     )
     result = run_cv(
         dataset, configs, tensors, int(bin_ms), out_dir, plan, progress=click.echo, train_progress=progress

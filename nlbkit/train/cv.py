@@ -69,6 +69,9 @@ class CvPlan:
     # LangevinFlow as an ensemble (`nlbkit train --ensemble/--bag`): per fold and seed s, members of
     # seeds s, s+1, ... and the row of their mean ("langevin x3" / "langevin bag3") beside theirs.
     members: MemberPlan | None = None
+    # Mixed ensembles: per fold and seed, the mean of these models' rates (each a tuple of names
+    # among `models`), scored as a row of its own named "a+b+c".
+    mixes: Sequence[tuple[str, ...]] = ()
 
     def chosen_folds(self) -> list[int]:
         chosen = list(range(self.n_folds)) if self.folds is None else list(self.folds)
@@ -239,6 +242,12 @@ def _run_cv(dataset: str, cfg: RunConfig | Mapping[str, RunConfig], tensors: str
     result = CvResult(csv_path=out_dir / "cv.csv")
     say = progress or (lambda line: None)
     smoothing_rows: dict[int, dict] = {}  # fold -> its smoothing row (fitted once, seed-free)
+    smoothing_runs: dict[int, Path] = {}  # fold -> its smoothing run directory
+    for mix in plan.mixes:
+        unknown = [m for m in mix if m not in plan.models]
+        if len(mix) < 2 or unknown:
+            raise NlbkitError(f"mixed ensemble {'+'.join(mix)}: needs two or more of --models "
+                              f"({', '.join(plan.models)})")
 
     def record(row: dict, announce: bool = True) -> None:
         """Add a row, rewrite the CSV (a stopped benchmark keeps what finished) and print it."""
@@ -253,16 +262,19 @@ def _run_cv(dataset: str, cfg: RunConfig | Mapping[str, RunConfig], tensors: str
     # Seed-major: every fold of the first seed before the second, so a stopped run has all folds.
     for seed in plan.seeds:
         for k in chosen:
+            ran: dict[str, Path] = {}  # model -> the run directory of this fold and seed
             for model in plan.models:
                 if model == "smoothing" and k in smoothing_rows:
                     record({**smoothing_rows[k], "seed": seed}, announce=False)
+                    ran[model] = smoothing_runs[k]
                     continue
                 run_cfg = copy.deepcopy(configs[model])
                 run_cfg.train.seed = seed
                 run_cfg.train.compare_smoothing = False
                 if get_model(model).uses_torch and plan.members is not None:
-                    for row in _ensemble_rows(dataset, model, run_cfg, plan.members, source, bin_ms, out_dir,
-                                              k, seed, folds[k], train_progress):
+                    rows, ran[model] = _ensemble_rows(dataset, model, run_cfg, plan.members, source, bin_ms,
+                                                      out_dir, k, seed, folds[k], train_progress)
+                    for row in rows:
                         record(row)
                     continue
                 started = time.perf_counter()
@@ -290,16 +302,31 @@ def _run_cv(dataset: str, cfg: RunConfig | Mapping[str, RunConfig], tensors: str
                     "seconds": round(time.perf_counter() - started, 1),
                 }
                 if model == "smoothing":
-                    smoothing_rows[k] = row
+                    smoothing_rows[k], smoothing_runs[k] = row, outcome.run.path
+                ran[model] = outcome.run.path
                 record(row)
+            for mix in plan.mixes:
+                record(_mix_row(mix, [ran[m] for m in mix], out_dir, k, seed))
     result.summary = summarise(result.rows)
     write_csv(result.csv_path, result.rows, result.summary)
     return result
 
 
+def _mix_row(mix: tuple[str, ...], run_dirs: list[Path], out_dir: Path, fold: int, seed: int) -> dict:
+    """The row of the mean of `run_dirs`' rates (runs of the models of `mix` on one fold)."""
+    from nlbkit.ensemble import ensemble_runs
+
+    name = "+".join(mix)
+    output = out_dir / "runs" / f"mix_{'_'.join(mix)}_fold{fold}_seed{seed}"
+    scores = ensemble_runs(run_dirs, output, overwrite=True).ensemble.scores
+    return {"model": name, "fold": fold, "seed": seed, **{m: scores.get(m, math.nan) for m in METRICS},
+            "epochs": "", "seconds": ""}
+
+
 def _ensemble_rows(dataset, model, cfg, members: MemberPlan, source, bin_ms, out_dir, fold, seed, eval_index,
-                   train_progress) -> list[dict]:
-    """Rows of each member (`model`, its own seed) and of their mean (e.g. 'langevin x3')."""
+                   train_progress) -> tuple[list[dict], Path]:
+    """Rows of each member (`model`, its own seed) and of their mean (e.g. 'langevin x3'), and the
+    directory of that mean."""
     from nlbkit.train.members import train_members
 
     started = time.perf_counter()
@@ -317,4 +344,4 @@ def _ensemble_rows(dataset, model, cfg, members: MemberPlan, source, bin_ms, out
     rows.append({"model": f"{model} {members.label}", "fold": fold, "seed": seed,
                  **{m: scores.get(m, math.nan) for m in METRICS}, "epochs": "",
                  "seconds": round(time.perf_counter() - started, 1)})
-    return rows
+    return rows, Path(outcome.ensemble.run_dir)
