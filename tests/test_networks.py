@@ -213,3 +213,17 @@ def test_cv_scores_a_mixed_ensemble_of_two_models_per_fold(tmp_path):
         run_cv("mc_maze_small", configs, path, 20, tmp_path / "cv2",
                CvPlan(n_folds=4, seeds=(0,), folds=(1,), models=("ndt", "smoothing"),
                       mixes=[("ndt", "lfads")]))
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_fewshot_reads_the_network_latents_its_readout_reads(tmp_path, name):
+    from nlbkit.train.fewshot import LATENTS
+
+    tensors = write_prepared(tmp_path / "t.h5")
+    run = _train(tmp_path, tensors, name).run
+    with h5py.File(tensors) as h5:
+        heldin = h5["val/eval_spikes_heldin"][()]
+    latents = LATENTS[name](run.path, heldin)
+    width = {"ndt": run.config().ndt.hidden, "lfads": run.config().lfads.factors}[name]
+    assert latents.shape == (*heldin.shape[:2], width) and np.isfinite(latents).all()
+    np.testing.assert_array_equal(latents, LATENTS[name](run.path, heldin))  # seeded by the run

@@ -32,10 +32,12 @@ __all__ = ["NDT", "NdtConfig", "NdtOutput", "mask_bins"]
 
 @dataclass
 class NdtOutput:
-    """log_rates (B, T+F, N) log spikes per bin; kl is 0 (not a latent-variable model)."""
+    """log_rates (B, T+F, N) log spikes per bin; kl is 0 (not a latent-variable model); latents
+    "h", the last layer's states (B, T+F, D), what the readout reads."""
 
     log_rates: Tensor
     kl: Tensor
+    latents: dict[str, Tensor]
 
 
 def mask_bins(
@@ -97,7 +99,7 @@ class NDT(nn.Module):
         e = self.embed_dropout(self.embed(x)) + self.position[:length]
         h = self.final_norm(self.encoder(e))  # (B, T+F, D)
         log_rates = self.readout(self.readout_dropout(h)).float()
-        return NdtOutput(log_rates, log_rates.new_zeros(()))
+        return NdtOutput(log_rates, log_rates.new_zeros(()), {"h": h})
 
     def loss(self, heldin: Tensor, target: Tensor, kl_weight: float) -> tuple[Tensor, dict[str, float]]:
         """Mean Poisson NLL (see the module doc); heldin (B, T, N_in), target (B, T+F, N). In

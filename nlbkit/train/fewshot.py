@@ -11,7 +11,8 @@ scored on the eval trials' held-out targets (the same targets `nlbkit evaluate` 
 
 Latents per model: LangevinFlow's [z, v] (positions and velocities, mean over the sampling passes
 of `nlbkit.train.latents.run_latents`, each step repeated over the bins it spans); the smoothing
-baseline's log smoothed held-in counts (the features its own readout reads). Other runs
+baseline's log smoothed held-in counts (the features its own readout reads); GPFA's posterior
+latents; NDT's last-layer states and LFADS's factors (what their readouts read). Other runs
 (ensembles) have no latents.
 """
 
@@ -97,6 +98,18 @@ def langevin_latents(run_dir: Path, heldin: np.ndarray, device: str = "cpu") -> 
     return np.concatenate(parts, axis=-1)
 
 
+def network_latents(which: str) -> Callable[[Path, np.ndarray], np.ndarray]:
+    """A network's latents `which` at every observed bin (one step a bin), (trials, T, H)."""
+
+    def latents(run_dir: Path, heldin: np.ndarray, device: str = "cpu") -> np.ndarray:
+        from nlbkit.train.latents import run_latents
+
+        lat = run_latents(run_dir, heldin, which=which, device=device)
+        return lat.values[:, : lat.n_observed]
+
+    return latents
+
+
 def per_bin(steps: np.ndarray, bins_per_step: int, n_bins: int) -> np.ndarray:
     """(trials, steps, H) over whole steps that left-pad the bins -> (trials, n_bins, H): each step
     repeated over the bins it spans, the padding dropped."""
@@ -110,6 +123,8 @@ LATENTS: dict[str, Callable[[Path, np.ndarray], np.ndarray]] = {
     "smoothing": smoothing_latents,
     "gpfa": gpfa_latents,
     "langevin": langevin_latents,
+    "ndt": network_latents("h"),  # the states the readout reads
+    "lfads": network_latents("factors"),  # LFADS's factors, as its readout reads them
 }
 
 

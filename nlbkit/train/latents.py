@@ -1,4 +1,5 @@
-"""Inferred latent trajectories of a trained LangevinFlow run, read from its checkpoint."""
+"""Inferred latent trajectories of a trained network run (LangevinFlow, NDT, LFADS), read from its
+checkpoint."""
 
 from __future__ import annotations
 
@@ -9,16 +10,18 @@ import numpy as np
 import torch
 
 from nlbkit.errors import NlbkitError
+from nlbkit.models import REGISTRY
 from nlbkit.runs import RunDir
 from nlbkit.train.loop import resolve_device, seed_everything
 
 
 def langevin_network(run: RunDir, device: str = "cpu") -> torch.nn.Module:
     """The run's model with the weights of its best checkpoint (its last when there is no best)."""
+    from nlbkit.models import get_model
     from nlbkit.train import run as workflow
 
     info, cfg = run.info(), run.config()
-    if info.model != "langevin":
+    if info.model not in REGISTRY or not get_model(info.model).uses_torch:
         raise NlbkitError(f"{run.path}: {info.model} runs have no latent states")
     return workflow.load_network(run, info, cfg, resolve_device(device))
 
@@ -49,7 +52,8 @@ def run_latents(
 
     heldin: (trials, T, N_in) held-in spike counts. which: 'z' (positions), 'v' (velocities),
     'h' (encoder states) or 'state': [z, v, h] side by side, what the decoder reads (z alone
-    moves little within a trial at small step sizes; the state is what the rates follow).
+    moves little within a trial at small step sizes; the state is what the rates follow). NDT has
+    'h' (its last layer's states); LFADS 'g' (generator), 'factors' and 'u' (inputs).
     Seeded by the run's seed, so repeated calls agree.
     """
     run = RunDir(Path(run_dir))
