@@ -417,10 +417,12 @@ STEP_MS = 20  # the released models' bin width; `model.bins_per_step = 0` makes 
 
 
 def resolve_for_bin(cfg: RunConfig, bin_ms: int) -> RunConfig:
-    """Fill in the settings that depend on the bin width, in place: `model.bins_per_step` 0 (auto)
-    becomes STEP_MS / bin_ms (4 at 5 ms, 1 at 20 ms; 1 when bin_ms does not divide STEP_MS)."""
-    if cfg.model.bins_per_step == 0:
-        cfg.model.bins_per_step = STEP_MS // bin_ms if bin_ms > 0 and STEP_MS % bin_ms == 0 else 1
+    """Fill in the settings that depend on the bin width, in place: `bins_per_step` 0 (auto) of
+    each network section becomes STEP_MS / bin_ms (4 at 5 ms, 1 at 20 ms; 1 when bin_ms does not
+    divide STEP_MS)."""
+    for section in (cfg.model, cfg.ndt, cfg.lfads):
+        if section.bins_per_step == 0:
+            section.bins_per_step = STEP_MS // bin_ms if bin_ms > 0 and STEP_MS % bin_ms == 0 else 1
     return cfg
 
 

@@ -152,6 +152,10 @@ class NdtConfig:
     mask_zero_ratio: float = 0.8
     mask_random_ratio: float = 0.5
     norm_first: bool = True  # pre-norm layers (post-norm, the 2017 layout, when False)
+    # Bins per token, as LangevinFlow's model steps (0: `nlbkit train` makes a token 20 ms): a
+    # token's input is its bins' counts summed, log-rates are interpolated to the bins, and a
+    # masked token masks all its bins.
+    bins_per_step: int = 0
     prediction_samples: int = 1  # deterministic in eval mode: one pass
 
     def __post_init__(self) -> None:
@@ -173,6 +177,8 @@ class NdtConfig:
                 yield f"{name} must lie in [0, 1], got {getattr(self, name)}"
         if self.prediction_samples < 1:
             yield f"prediction_samples must be at least 1, got {self.prediction_samples}"
+        if self.bins_per_step < 0:
+            yield f"bins_per_step must be 0 (auto) or positive, got {self.bins_per_step}"
 
 
 @dataclass
@@ -200,6 +206,8 @@ class LfadsConfig:
     controller_encoder: int = 32  # each direction of the controller's encoder
     inputs: int = 1  # dimension of the inferred input u_t
     co_prior_var: float = 0.1
+    # Bins per generator step, as LangevinFlow's (0: `nlbkit train` makes a step 20 ms).
+    bins_per_step: int = 0
     prediction_samples: int = 20
 
     def __post_init__(self) -> None:
@@ -219,6 +227,8 @@ class LfadsConfig:
             yield f"dropout must lie in [0, 1), got {self.dropout}"
         if not 0.0 <= self.cd_rate <= 1.0 or not 0.0 <= self.cd_pass_rate <= 1.0:
             yield "cd_rate and cd_pass_rate must lie in [0, 1]"
+        if self.bins_per_step < 0:
+            yield f"bins_per_step must be 0 (auto) or positive, got {self.bins_per_step}"
         if self.prediction_samples < 1:
             yield f"prediction_samples must be at least 1, got {self.prediction_samples}"
 

@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from nlbkit.errors import NlbkitError
 from nlbkit.models.config import LangevinConfig
 from nlbkit.models.parts import (
+    StepGrid,
     coordinated_dropout,
     gaussian_kl_to_standard,
     masked_poisson_nll,
@@ -109,6 +109,7 @@ class LangevinFlow(nn.Module):
         self.cfg = cfg
         self.n_heldin, self.n_heldout, self.n_forward = n_heldin, n_heldout, n_forward
         self.bins_per_step = cfg.bins_per_step or 1
+        self.grid = StepGrid(self.bins_per_step, n_forward)
         hid = cfg.hidden
         self.encoder = nn.GRUCell(n_heldin, hid)
         self.state_dropout = nn.Dropout(cfg.dropout)
@@ -165,28 +166,15 @@ class LangevinFlow(nn.Module):
 
     def n_steps(self, n_bins: int) -> tuple[int, int]:
         """(observed steps, forward steps) for n_bins observed bins: ceil(T / k), ceil(F / k)."""
-        k = self.bins_per_step
-        return -(-n_bins // k), -(-self.n_forward // k)
+        return self.grid.n_steps(n_bins)
 
     def _group_bins(self, heldin: Tensor) -> tuple[Tensor, int]:
         """(B, T, N_in) -> ((B, S_obs, N_in) counts summed over each step's k bins, left padding)."""
-        k = self.bins_per_step
-        pad = self.n_steps(heldin.shape[1])[0] * k - heldin.shape[1]
-        if pad:
-            heldin = F.pad(heldin, (0, 0, pad, 0))
-        if k == 1:
-            return heldin, 0
-        b, t, n = heldin.shape
-        return heldin.reshape(b, t // k, k, n).sum(dim=2), pad
+        return self.grid.group(heldin)
 
     def _unfold_bins(self, step_log_rates: Tensor, pad: int, n_bins: int) -> Tensor:
-        """(B, S, N) log-rates per bin at the step centres -> (B, T+F, N) at every bin, linearly
-        interpolated (held constant beyond the first and last centres), without the padding."""
-        k = self.bins_per_step
-        if k == 1:
-            return step_log_rates
-        per_bin = F.interpolate(step_log_rates.transpose(1, 2), scale_factor=k, mode="linear")
-        return per_bin.transpose(1, 2)[:, pad : pad + n_bins + self.n_forward]
+        """(B, S, N) log-rates per bin at the step centres -> (B, T+F, N) at every bin."""
+        return self.grid.unfold(step_log_rates, pad, n_bins)
 
     def _encode(self, x: Tensor) -> Tensor:
         """GRU states h_t (S, B, H) over the observed steps x_0..x_{S_obs-1} (B, S_obs, N_in),

@@ -1,11 +1,13 @@
 """LFADS: latent factor analysis via dynamical systems (Sussillo et al. 2016; Pandarinath et al. 2018),
 written from the papers.
 
-Shapes: B trials, T observed bins, F forward bins, L = T+F, N = N_in + N_out neurons,
-G = `hidden` (generator), E = `encoder`, K = `factors`, U = `inputs`.
+Shapes: B trials, T observed bins, F forward bins, N = N_in + N_out neurons, G = `hidden`
+(generator), E = `encoder`, K = `factors`, U = `inputs`. A generator step spans k =
+`bins_per_step` bins (LangevinFlow's model steps, `parts.StepGrid`): S_obs observed steps, L steps
+in all (L = T + F when k is 1).
 
     encoder     (e_fwd, e_bwd) = final states of a bidirectional GRU over dropout(x)  (B, 2E)
-                x (B, T, N_in) the observed held-in counts
+                x (B, S_obs, N_in) the observed held-in counts summed over each step's bins
     initial     q(g_0) = N(mu(e), diag exp lv(e)),  prior N(0, ic_prior_var I)          (B, G)
     generator   g_t = GRU(u_t, g_{t-1}) for t = 1..L, from g_0                          (B, L, G)
                 u_t = 0 without a controller; with one:
@@ -13,7 +15,7 @@ G = `hidden` (generator), E = `encoder`, K = `factors`, U = `inputs`.
                 prior N(0, co_prior_var I); a_t the per-bin states of a second bidirectional GRU
                 over dropout(x) (zeros in the forward bins), f_0 the factors of g_0
     factors     f_t = W_f dropout(g_t)  (no bias)                                      (B, L, K)
-    rates       log r_t = W_r f_t + b_r                                                 (B, L, N)
+    rates       log r_t = W_r f_t + b_r  (B, L, N) per bin, interpolated to (B, T+F, N)
     loss        mean Poisson NLL + kl_weight * (KL(q(g_0) | p) + sum_t KL(q(u_t) | p))  per trial
 
 Coordinated dropout (keep rate `cd_rate`) drops held-in input entries in training and keeps the
@@ -31,6 +33,7 @@ from torch import Tensor, nn
 from nlbkit.errors import NlbkitError
 from nlbkit.models.config import LfadsConfig
 from nlbkit.models.parts import (
+    StepGrid,
     coordinated_dropout,
     gaussian_kl_to_standard,
     masked_poisson_nll,
@@ -42,7 +45,7 @@ __all__ = ["LFADS", "LfadsConfig", "LfadsOutput"]
 
 @dataclass
 class LfadsOutput:
-    """log_rates (B, L, N); kl scalar, mean per trial, split in kl_terms ("kl_initial",
+    """log_rates (B, T+F, N); kl scalar, mean per trial, split in kl_terms ("kl_initial",
     "kl_inputs" with a controller); latents "g" (B, L, G), "factors" (B, L, K), "u" (B, L, U)."""
 
     log_rates: Tensor
@@ -61,6 +64,8 @@ class LFADS(nn.Module):
             raise NlbkitError(f"bad model sizes: {n_heldin} held-in, {n_heldout} held-out, {n_forward} fwd")
         self.cfg = cfg
         self.n_heldin, self.n_heldout, self.n_forward = n_heldin, n_heldout, n_forward
+        self.bins_per_step = cfg.bins_per_step or 1
+        self.grid = StepGrid(self.bins_per_step, n_forward)
         self.dropout = nn.Dropout(cfg.dropout)
         self.ic_encoder = nn.GRU(n_heldin, cfg.encoder, batch_first=True, bidirectional=True)
         self.ic_head = nn.Linear(2 * cfg.encoder, 2 * cfg.hidden)
@@ -85,30 +90,35 @@ class LFADS(nn.Module):
             shape = tuple(heldin.shape)
             raise NlbkitError(f"held-in input has shape {shape}; expected (B, T, {self.n_heldin})")
         cfg = self.cfg
-        x = self.dropout(heldin)
+        steps, pad = self.grid.group(heldin)  # (B, S_obs, N_in)
+        x = self.dropout(steps)
         _, last = self.ic_encoder(x)  # (2, B, E)
         ic_mean, ic_logvar = self.ic_head(torch.cat([last[0], last[1]], dim=-1)).float().chunk(2, dim=-1)
         g0 = ic_mean + torch.randn_like(ic_mean) * (0.5 * ic_logvar).exp()  # (B, G)
         kl_terms = {"kl_initial": gaussian_kl_to_standard(ic_mean, ic_logvar, cfg.ic_prior_var)}
-        length = heldin.shape[1] + self.n_forward
+        length = sum(self.n_steps(heldin.shape[1]))
         if cfg.controller:
             g, u, kl_inputs = self._controlled(x, g0, length)
             kl_terms["kl_inputs"] = kl_inputs
         else:
-            zeros = g0.new_zeros(heldin.shape[0], length, 1)
+            zeros = g0.new_zeros(steps.shape[0], length, 1)
             g = self.generator(zeros.to(x.dtype), g0[None].to(x.dtype))[0]  # (B, L, G)
             u = zeros
         factors = self.factor_map(self.dropout(g))  # (B, L, K)
-        log_rates = self.readout(factors).float()
+        log_rates = self.grid.unfold(self.readout(factors).float(), pad, heldin.shape[1])
         kl = sum(kl_terms.values(), log_rates.new_zeros(()))
         return LfadsOutput(log_rates, kl, {"g": g, "factors": factors, "u": u}, kl_terms)
+
+    def n_steps(self, n_bins: int) -> tuple[int, int]:
+        """(observed steps, forward steps) for n_bins observed bins."""
+        return self.grid.n_steps(n_bins)
 
     def _controlled(self, x: Tensor, g0: Tensor, length: int) -> tuple[Tensor, Tensor, Tensor]:
         """Generator states (B, L, G) and inputs (B, L, U) stepped with the controller, and the
         inputs' KL summed over bins (mean per trial)."""
         cfg = self.cfg
         a = self.ci_encoder(x)[0]  # (B, T, 2 Ec)
-        a = torch.cat([a, a.new_zeros(a.shape[0], self.n_forward, a.shape[2])], dim=1)  # (B, L, 2 Ec)
+        a = torch.cat([a, a.new_zeros(a.shape[0], length - a.shape[1], a.shape[2])], dim=1)  # (B, L, 2 Ec)
         g = g0.to(a.dtype)
         c = a.new_zeros(a.shape[0], cfg.controller_hidden)
         f = self.factor_map(g)

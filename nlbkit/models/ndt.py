@@ -1,15 +1,18 @@
 """NDT: the Neural Data Transformer (Ye & Pandarinath 2021), masked modelling of binned spikes.
 
 Shapes: B trials, T observed bins, F forward bins, N = N_in + N_out neurons, D = `hidden`.
+A token spans k = `bins_per_step` bins (LangevinFlow's model steps, `parts.StepGrid`): S_obs
+observed and S_fwd forward tokens, S = S_obs + S_fwd (S = T + F when k is 1).
 
-    input     x (B, T+F, N_in): the held-in counts, zeros in the forward bins
-    mask      training only: a share `mask_ratio` of the observed bins of each trial is masked;
+    input     x (B, S, N_in): the held-in counts summed over each token's bins, zeros in the
+              forward tokens
+    mask      training only: a share `mask_ratio` of the observed tokens of each trial is masked;
               of those, `mask_zero_ratio` set to 0, then `mask_random_ratio` of the rest set to
               random counts (Poisson at each neuron's mean count), the others left as they are
     embed     e = dropout(Linear(x)) + P,  P a learned position embedding (T+F, D)
     encoder   `layers` Transformer encoder layers, attention over the whole trial, no causal mask
-    readout   log r = Linear(dropout(encoder(e)))  (B, T+F, N)
-    loss      mean Poisson NLL over the masked observed held-in bins, every held-out neuron and
+    readout   log r = Linear(dropout(encoder(e)))  (B, S, N) per bin, interpolated to (B, T+F, N)
+    loss      mean Poisson NLL over the held-in bins of masked tokens, every held-out neuron and
               every forward bin (the unmasked held-in bins count in the value, pass no gradient)
 
 Held-out neurons and forward bins are never inputs, so they are predicted as in evaluation. In
@@ -25,7 +28,7 @@ from torch import Tensor, nn
 
 from nlbkit.errors import NlbkitError
 from nlbkit.models.config import NdtConfig
-from nlbkit.models.parts import masked_poisson_nll
+from nlbkit.models.parts import StepGrid, masked_poisson_nll
 
 __all__ = ["NDT", "NdtConfig", "NdtOutput", "mask_bins"]
 
@@ -33,7 +36,7 @@ __all__ = ["NDT", "NdtConfig", "NdtOutput", "mask_bins"]
 @dataclass
 class NdtOutput:
     """log_rates (B, T+F, N) log spikes per bin; kl is 0 (not a latent-variable model); latents
-    "h", the last layer's states (B, T+F, D), what the readout reads."""
+    "h", the last layer's states (B, S, D), what the readout reads."""
 
     log_rates: Tensor
     kl: Tensor
@@ -43,7 +46,8 @@ class NdtOutput:
 def mask_bins(
     heldin: Tensor, ratio: float, zero_ratio: float, random_ratio: float, mean_counts: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """(masked inputs (B, T, N_in), masked (B, T) bool): NDT's masking of whole bins."""
+    """(masked inputs (B, S, N_in), masked (B, S) bool): NDT's masking of whole tokens;
+    mean_counts (N_in,) the mean count of a token, at which random counts are drawn."""
     b, t, _ = heldin.shape
     masked = torch.rand(b, t, device=heldin.device) < ratio
     zeroed = masked & (torch.rand(b, t, device=heldin.device) < zero_ratio)
@@ -57,16 +61,18 @@ def mask_bins(
 class NDT(nn.Module):
     """The model of the module docstring; `cfg` is validated on construction."""
 
-    def __init__(self, cfg: NdtConfig, n_heldin: int, n_heldout: int, n_forward: int, max_bins: int = 512):
+    def __init__(self, cfg: NdtConfig, n_heldin: int, n_heldout: int, n_forward: int, max_tokens: int = 512):
         super().__init__()
         cfg.validate()
         if n_heldin < 1 or n_heldout < 0 or n_forward < 0:
             raise NlbkitError(f"bad model sizes: {n_heldin} held-in, {n_heldout} held-out, {n_forward} fwd")
         self.cfg = cfg
         self.n_heldin, self.n_heldout, self.n_forward = n_heldin, n_heldout, n_forward
+        self.bins_per_step = cfg.bins_per_step or 1
+        self.grid = StepGrid(self.bins_per_step, n_forward)
         self.embed = nn.Linear(n_heldin, cfg.hidden)
         self.embed_dropout = nn.Dropout(cfg.embed_dropout)
-        self.position = nn.Parameter(torch.zeros(max_bins, cfg.hidden))
+        self.position = nn.Parameter(torch.zeros(max_tokens, cfg.hidden))
         nn.init.normal_(self.position, std=0.02)
         layer = nn.TransformerEncoderLayer(
             cfg.hidden, cfg.heads, dim_feedforward=cfg.ff_dim, dropout=cfg.dropout,
@@ -85,36 +91,52 @@ class NDT(nn.Module):
         self.mean_counts.copy_(mean_counts.clamp_min(1e-3))
         self.readout.bias.copy_(self.mean_counts.log())
 
+    def n_steps(self, n_bins: int) -> tuple[int, int]:
+        """(observed tokens, forward tokens) for n_bins observed bins."""
+        return self.grid.n_steps(n_bins)
+
     def forward(self, heldin: Tensor) -> NdtOutput:
-        """heldin (B, T, N_in) counts (already masked in training) -> log-rates (B, T+F, N)."""
+        """heldin (B, T, N_in) counts -> log-rates (B, T+F, N), nothing masked."""
+        self._check(heldin)
+        tokens, pad = self.grid.group(heldin)
+        return self._decode(tokens, pad, heldin.shape[1])
+
+    def _check(self, heldin: Tensor) -> None:
         if heldin.ndim != 3 or heldin.shape[2] != self.n_heldin:
             shape = tuple(heldin.shape)
             raise NlbkitError(f"held-in input has shape {shape}; expected (B, T, {self.n_heldin})")
-        b, t, _ = heldin.shape
-        length = t + self.n_forward
+
+    def _decode(self, tokens: Tensor, pad: int, n_bins: int) -> NdtOutput:
+        """Observed tokens (B, S_obs, N_in) -> log-rates (B, T+F, N) and the last layer's states."""
+        b = tokens.shape[0]
+        length = tokens.shape[1] + self.n_steps(0)[1]
         if length > self.position.shape[0]:
             most = self.position.shape[0]
-            raise NlbkitError(f"trials of {length} bins exceed the position embedding's {most}")
-        x = torch.cat([heldin, heldin.new_zeros(b, self.n_forward, self.n_heldin)], dim=1)  # (B, T+F, N_in)
-        e = self.embed_dropout(self.embed(x)) + self.position[:length]
-        h = self.final_norm(self.encoder(e))  # (B, T+F, D)
-        log_rates = self.readout(self.readout_dropout(h)).float()
+            raise NlbkitError(f"trials of {length} tokens exceed the position embedding's {most}")
+        x = torch.cat([tokens, tokens.new_zeros(b, length - tokens.shape[1], self.n_heldin)], dim=1)
+        e = self.embed_dropout(self.embed(x)) + self.position[:length]  # (B, S, D)
+        h = self.final_norm(self.encoder(e))  # (B, S, D)
+        step_log_rates = self.readout(self.readout_dropout(h)).float()  # (B, S, N)
+        log_rates = self.grid.unfold(step_log_rates, pad, n_bins)
         return NdtOutput(log_rates, log_rates.new_zeros(()), {"h": h})
 
     def loss(self, heldin: Tensor, target: Tensor, kl_weight: float) -> tuple[Tensor, dict[str, float]]:
         """Mean Poisson NLL (see the module doc); heldin (B, T, N_in), target (B, T+F, N). In
-        training mode the bins are masked first; `kl_weight` is unused (there is no KL)."""
+        training mode tokens are masked first; `kl_weight` is unused (there is no KL)."""
+        self._check(heldin)
         b, t, _ = heldin.shape
         expected = (b, t + self.n_forward, self.n_heldin + self.n_heldout)
         if tuple(target.shape) != expected:
             raise NlbkitError(f"target has shape {tuple(target.shape)}; expected {expected}")
+        tokens, pad = self.grid.group(heldin)
         blocked = None
-        if self.training:  # mask_ratio 0: no held-in bin is masked, so none trains the model
+        if self.training:  # mask_ratio 0: no token is masked, so no held-in bin trains the model
             cfg = self.cfg
-            heldin, masked = mask_bins(heldin, cfg.mask_ratio, cfg.mask_zero_ratio, cfg.mask_random_ratio,
-                                       self.mean_counts[: self.n_heldin])
-            blocked = (~masked)[..., None].expand(b, t, self.n_heldin)
-        nll = masked_poisson_nll(self(heldin).log_rates, target, blocked)
+            token_means = self.mean_counts[: self.n_heldin] * self.bins_per_step
+            tokens, masked = mask_bins(tokens, cfg.mask_ratio, cfg.mask_zero_ratio, cfg.mask_random_ratio,
+                                       token_means)
+            blocked = (~self.grid.bins_of(masked, pad, t))[..., None].expand(b, t, self.n_heldin)
+        nll = masked_poisson_nll(self._decode(tokens, pad, t).log_rates, target, blocked)
         return nll, {"nll": nll.item(), "kl": 0.0, "loss": nll.item()}
 
     @torch.no_grad()

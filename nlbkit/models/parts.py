@@ -70,3 +70,44 @@ def mean_log_rate_prediction(
     finally:
         model.train(was_training)
     return (total / n_samples).exp()
+
+
+class StepGrid:
+    """Model steps of k bins over T observed and F forward bins, as LangevinFlow, NDT and LFADS
+    step: the observed bins are left-padded with zeros to a multiple of k (no step straddles the
+    end of the observation), a step's input is its bins' counts summed, and per-step log-rates
+    are interpolated linearly between step centres to every bin (held constant beyond the first
+    and last centres)."""
+
+    def __init__(self, bins_per_step: int, n_forward: int) -> None:
+        self.k = max(1, bins_per_step)
+        self.n_forward = n_forward
+
+    def n_steps(self, n_bins: int) -> tuple[int, int]:
+        """(observed steps, forward steps) for n_bins observed bins: ceil(T / k), ceil(F / k)."""
+        return -(-n_bins // self.k), -(-self.n_forward // self.k)
+
+    def group(self, heldin: Tensor) -> tuple[Tensor, int]:
+        """(B, T, N_in) -> ((B, S_obs, N_in) counts summed over each step's k bins, left padding)."""
+        k = self.k
+        pad = self.n_steps(heldin.shape[1])[0] * k - heldin.shape[1]
+        if pad:
+            heldin = F.pad(heldin, (0, 0, pad, 0))
+        if k == 1:
+            return heldin, 0
+        b, t, n = heldin.shape
+        return heldin.reshape(b, t // k, k, n).sum(dim=2), pad
+
+    def unfold(self, step_log_rates: Tensor, pad: int, n_bins: int) -> Tensor:
+        """(B, S, N) log-rates per bin at the step centres -> (B, T+F, N) at every bin, without
+        the padding."""
+        k = self.k
+        if k == 1:
+            return step_log_rates
+        per_bin = F.interpolate(step_log_rates.transpose(1, 2), scale_factor=k, mode="linear")
+        return per_bin.transpose(1, 2)[:, pad : pad + n_bins + self.n_forward]
+
+    def bins_of(self, per_step: Tensor, pad: int, n_bins: int) -> Tensor:
+        """(B, S_obs, ...) per observed step -> (B, T, ...) per observed bin (each step's value
+        repeated over its bins, the padding dropped)."""
+        return per_step.repeat_interleave(self.k, dim=1)[:, pad : pad + n_bins]

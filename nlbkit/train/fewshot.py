@@ -99,13 +99,15 @@ def langevin_latents(run_dir: Path, heldin: np.ndarray, device: str = "cpu") -> 
 
 
 def network_latents(which: str) -> Callable[[Path, np.ndarray], np.ndarray]:
-    """A network's latents `which` at every observed bin (one step a bin), (trials, T, H)."""
+    """A network's latents `which` at every observed bin (each step's repeated over its bins),
+    (trials, T, H)."""
 
     def latents(run_dir: Path, heldin: np.ndarray, device: str = "cpu") -> np.ndarray:
         from nlbkit.train.latents import run_latents
 
         lat = run_latents(run_dir, heldin, which=which, device=device)
-        return lat.values[:, : lat.n_observed]
+        bins_per_step = int(round(lat.step_ms / read_run(run_dir).bin_ms))
+        return per_bin(lat.values[:, : lat.n_observed], bins_per_step, heldin.shape[1])
 
     return latents
 
