@@ -25,6 +25,7 @@ GRU over zero inputs; with one it steps bin by bin, since u_t depends on f_{t-1}
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -69,6 +70,11 @@ class LFADS(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.ic_encoder = nn.GRU(n_heldin, cfg.encoder, batch_first=True, bidirectional=True)
         self.ic_head = nn.Linear(2 * cfg.encoder, 2 * cfg.hidden)
+        # The posterior starts at the prior's variance, not 1: a unit-variance g_0 drowns the
+        # generator's start in noise, and on small data training then sat at the mean rates
+        # (co-bps ~0) for tens of epochs, or for good, depending on the seed.
+        with torch.no_grad():
+            self.ic_head.bias[cfg.hidden :].fill_(math.log(cfg.ic_prior_var))
         if cfg.controller:
             self.ci_encoder = nn.GRU(n_heldin, cfg.controller_encoder, batch_first=True, bidirectional=True)
             self.controller = nn.GRUCell(2 * cfg.controller_encoder + cfg.factors, cfg.controller_hidden)
