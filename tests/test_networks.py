@@ -278,3 +278,13 @@ def test_network_beats_smoothing_on_low_dimensional_latents(tmp_path, name):
         for w in (20, 60)
     )
     assert score > smoothing + QUALITY_MARGIN, (name, score, smoothing)
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_report_draws_the_network_latents(tmp_path, name):
+    from nlbkit.report.make import make_report
+
+    tensors = write_prepared(tmp_path / "t.h5")
+    run = _train(tmp_path, tensors, name).run
+    result = make_report(run.path)
+    assert "latent_trajectories" in [p.stem for p in result.written], result.skipped

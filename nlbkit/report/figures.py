@@ -143,15 +143,24 @@ def condition_legend(ax, labels: np.ndarray, meaning: str) -> None:
               title_fontsize=7)
 
 
+# A network's latents the figure shows: run_latents' `which`, and its name in the title.
+NETWORK_LATENTS = {
+    "langevin": ("state", "latent state [z, v, h]"),
+    "ndt": ("h", "last layer's states"),
+    "lfads": ("factors", "factors"),
+}
+
+
 def latent_trajectories(data: ReportData):
     """The first principal components of the inferred latent state, coloured by condition."""
     from nlbkit.train.latents import principal_components, run_latents
 
-    if data.model != "langevin":
+    if data.model not in NETWORK_LATENTS:
         raise Skip(f"{data.model} runs have no latent states")
     if data.eval_trials is None:
         raise Skip("the run's tensor file is missing, so there are no spikes to infer latents from")
-    latents = run_latents(data.run.path, data.eval_trials.heldin, which="state")
+    which, shown = NETWORK_LATENTS[data.model]
+    latents = run_latents(data.run.path, data.eval_trials.heldin, which=which)
     n_obs = latents.n_observed
     pcs, ratios = principal_components(latents.values[:, :n_obs], 3)
     labels, meaning = condition_labels(data, pcs.shape[0])
@@ -163,7 +172,7 @@ def latent_trajectories(data: ReportData):
         axes[0].plot(pcs[trial, 0, 0], pcs[trial, 0, 1], "o", color=color, ms=3)
         axes[1].plot(t, pcs[trial, :, 0], color=color, lw=0.8, alpha=0.8)
     axes[0].set(xlabel=f"PC1 ({ratios[0]:.0%})", ylabel=f"PC2 ({ratios[1]:.0%})",
-                title="latent state [z, v, h], eval trials (dot: start)")
+                title=f"{shown}, eval trials (dot: start)")
     axes[1].set(xlabel="time in window (ms)", ylabel="PC1",
                 title=f"PC1 over time (one model step = {latents.step_ms:g} ms)")
     condition_legend(axes[1], labels, meaning)
