@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from nlbkit.errors import NlbkitError
+from nlbkit.models import get_model
 from nlbkit.models.config import LangevinConfig, LfadsConfig, NdtConfig
 
 
@@ -263,19 +264,26 @@ def valid_keys(cfg: RunConfig | None = None) -> list[str]:
     return [f"{s}.{f.name}" for s in SECTIONS for f in dataclasses.fields(getattr(cfg, s))]
 
 
-def resolve_key(key: str, cfg: RunConfig | None = None) -> str:
-    """The dotted key meant by `key` (dotted, or a bare field name of exactly one section)."""
+def resolve_key(key: str, cfg: RunConfig | None = None, prefer: str | None = None) -> str:
+    """The dotted key meant by `key`: dotted, or a bare field name of exactly one section, or of
+    several when one of them is the section `prefer` (the trained model's: `hidden` is
+    `ndt.hidden` for an NDT run, `model.hidden` for LangevinFlow)."""
     keys = valid_keys(cfg)
     if key in keys:
         return key
     bare = [k for k in keys if k.split(".", 1)[1] == key]
     if len(bare) == 1:
         return bare[0]
+    if prefer is not None and f"{prefer}.{key}" in bare:
+        return f"{prefer}.{key}"
     if len(bare) > 1:
         raise NlbkitError(f"config key '{key}' is ambiguous: use one of {', '.join(bare)}")
-    bare_names = {k.split(".", 1)[1]: k for k in keys}
+    bare_names: dict[str, list[str]] = {}
+    for k in keys:
+        bare_names.setdefault(k.split(".", 1)[1], []).append(k)
     close = difflib.get_close_matches(key, keys + list(bare_names), n=6, cutoff=0.5)
-    close = list(dict.fromkeys(bare_names.get(c, c) for c in close))[:4]
+    close = list(dict.fromkeys(d for c in close for d in bare_names.get(c, [c])))
+    close = sorted(close, key=lambda k: not k.startswith(f"{prefer or 'model'}."))[:4]
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     sections = ", ".join(f"{s}.*" for s in SECTIONS)
     raise NlbkitError(
@@ -332,9 +340,9 @@ def coerce(value: Any, kind: Any, key: str) -> Any:
     return value
 
 
-def set_value(cfg: RunConfig, key: str, value: Any) -> None:
-    """Set one field, by dotted (or unambiguous bare) key, converting `value` to the field's type."""
-    dotted = resolve_key(key, cfg)
+def set_value(cfg: RunConfig, key: str, value: Any, prefer: str | None = None) -> None:
+    """Set one field, by dotted (or bare, see `resolve_key`) key, converting `value` to the field's type."""
+    dotted = resolve_key(key, cfg, prefer)
     section_name, name = dotted.split(".", 1)
     section = getattr(cfg, section_name)
     setattr(section, name, coerce(value, _field_type(section, name), dotted))
@@ -396,14 +404,16 @@ def build_config(
             raise NlbkitError(f"unknown preset '{preset}'; presets: {', '.join(PRESETS)}")
         for key, value in PRESETS[preset].items():
             set_value(cfg, key, value)
+    # Bare keys of several sections mean the trained model's section.
+    prefer = get_model(model).config_section
     if config_file is not None:
         for key, value in read_config_file(config_file).items():
             try:
-                set_value(cfg, key, value)
+                set_value(cfg, key, value, prefer)
             except NlbkitError as exc:
                 raise NlbkitError(f"{config_file}: {exc}") from None
     for text in overrides:
-        set_value(cfg, *parse_assignment(text))
+        set_value(cfg, *parse_assignment(text), prefer)
     try:
         validate(cfg)
     except NlbkitError as exc:

@@ -288,3 +288,12 @@ def test_report_draws_the_network_latents(tmp_path, name):
     run = _train(tmp_path, tensors, name).run
     result = make_report(run.path)
     assert "latent_trajectories" in [p.stem for p in result.written], result.skipped
+
+
+def test_a_bare_key_of_several_sections_means_the_trained_models():
+    assert build_config(overrides=["hidden=24"]).model.hidden == 24  # LangevinFlow's, as before
+    ndt = build_config(overrides=["hidden=24"], model="ndt")
+    assert ndt.ndt.hidden == 24 and ndt.model.hidden == build_config().model.hidden
+    assert build_config(overrides=["hidden=24"], model="lfads").lfads.hidden == 24
+    with pytest.raises(NlbkitError, match="ambiguous"):
+        build_config(overrides=["hidden=24"], model="smoothing")
