@@ -35,10 +35,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from nlbkit.errors import NlbkitError
 from nlbkit.models.config import LangevinConfig
 from nlbkit.models.parts import (
-    StepGrid,
+    RateNetwork,
     coordinated_dropout,
     gaussian_kl_to_standard,
     masked_poisson_nll,
@@ -98,18 +97,11 @@ class GRUDecoder(nn.Module):
         return self.readout(self.dropout(self.gru(features)[0]))
 
 
-class LangevinFlow(nn.Module):
+class LangevinFlow(RateNetwork):
     """The model of the module docstring; `cfg` is validated on construction."""
 
     def __init__(self, cfg: LangevinConfig, n_heldin: int, n_heldout: int, n_forward: int) -> None:
-        super().__init__()
-        cfg.validate()
-        if n_heldin < 1 or n_heldout < 0 or n_forward < 0:
-            raise NlbkitError(f"bad model sizes: {n_heldin} held-in, {n_heldout} held-out, {n_forward} fwd")
-        self.cfg = cfg
-        self.n_heldin, self.n_heldout, self.n_forward = n_heldin, n_heldout, n_forward
-        self.bins_per_step = cfg.bins_per_step or 1
-        self.grid = StepGrid(self.bins_per_step, n_forward)
+        super().__init__(cfg, n_heldin, n_heldout, n_forward)
         hid = cfg.hidden
         self.encoder = nn.GRUCell(n_heldin, hid)
         self.state_dropout = nn.Dropout(cfg.dropout)
@@ -149,9 +141,7 @@ class LangevinFlow(nn.Module):
 
     def forward(self, heldin: Tensor) -> LangevinOutput:
         """heldin (B, T, N_in) spike counts -> LangevinOutput with log_rates (B, T+F, N)."""
-        if heldin.ndim != 3 or heldin.shape[2] != self.n_heldin:
-            shape = tuple(heldin.shape)
-            raise NlbkitError(f"held-in input has shape {shape}; expected (B, T, {self.n_heldin})")
+        self.check_heldin(heldin)
         inputs, pad = self._group_bins(heldin)  # (B, S_obs, N_in)
         states = self._encode(inputs)  # (S, B, H)
         h = states.transpose(0, 1)
@@ -163,10 +153,6 @@ class LangevinFlow(nn.Module):
         log_rates = self._unfold_bins(step_log_rates, pad, heldin.shape[1])
         kl = sum(kl_terms.values(), h.new_zeros(()))
         return LangevinOutput(log_rates, kl, {"z": z, "v": v, "h": h}, kl_terms)
-
-    def n_steps(self, n_bins: int) -> tuple[int, int]:
-        """(observed steps, forward steps) for n_bins observed bins: ceil(T / k), ceil(F / k)."""
-        return self.grid.n_steps(n_bins)
 
     def _group_bins(self, heldin: Tensor) -> tuple[Tensor, int]:
         """(B, T, N_in) -> ((B, S_obs, N_in) counts summed over each step's k bins, left padding)."""
@@ -261,19 +247,7 @@ class LangevinFlow(nn.Module):
         inputs are dropped (see `coordinated_dropout`) and the kept observed held-in entries are
         blocked from the gradient; held-out neurons and forward bins always count.
         """
-        b, t, _ = heldin.shape
-        expected = (b, t + self.n_forward, self.n_heldin + self.n_heldout)
-        if tuple(target.shape) != expected:
-            raise NlbkitError(f"target has shape {tuple(target.shape)}; expected {expected}")
-        blocked = None
-        if self.training and self.cfg.cd_active:
-            heldin, blocked = coordinated_dropout(heldin, self.cfg.cd_rate, self.cfg.cd_pass_rate)
-        out = self(heldin)
-        nll = masked_poisson_nll(out.log_rates, target, blocked)
-        total = nll + kl_weight * out.kl
-        parts = {"nll": nll.item(), "kl": out.kl.item(), "loss": total.item()}
-        parts.update({name: value.item() for name, value in out.kl_terms.items()})
-        return total, parts
+        return self.latent_variable_loss(heldin, target, kl_weight)
 
     @torch.no_grad()
     def predict_rates(self, heldin: Tensor, n_samples: int | None = None, max_rows: int = 1024) -> Tensor:

@@ -31,13 +31,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from nlbkit.errors import NlbkitError
 from nlbkit.models.config import LfadsConfig
 from nlbkit.models.parts import (
-    StepGrid,
-    coordinated_dropout,
+    RateNetwork,
     gaussian_kl_to_standard,
-    masked_poisson_nll,
     mean_log_rate_prediction,
 )
 
@@ -55,18 +52,11 @@ class LfadsOutput:
     kl_terms: dict[str, Tensor] = field(default_factory=dict)
 
 
-class LFADS(nn.Module):
+class LFADS(RateNetwork):
     """The model of the module docstring; `cfg` is validated on construction."""
 
     def __init__(self, cfg: LfadsConfig, n_heldin: int, n_heldout: int, n_forward: int) -> None:
-        super().__init__()
-        cfg.validate()
-        if n_heldin < 1 or n_heldout < 0 or n_forward < 0:
-            raise NlbkitError(f"bad model sizes: {n_heldin} held-in, {n_heldout} held-out, {n_forward} fwd")
-        self.cfg = cfg
-        self.n_heldin, self.n_heldout, self.n_forward = n_heldin, n_heldout, n_forward
-        self.bins_per_step = cfg.bins_per_step or 1
-        self.grid = StepGrid(self.bins_per_step, n_forward)
+        super().__init__(cfg, n_heldin, n_heldout, n_forward)
         self.dropout = nn.Dropout(cfg.dropout)
         self.ic_encoder = nn.GRU(n_heldin, cfg.encoder, batch_first=True, bidirectional=True)
         self.ic_head = nn.Linear(2 * cfg.encoder, 2 * cfg.hidden)
@@ -92,9 +82,7 @@ class LFADS(nn.Module):
 
     def forward(self, heldin: Tensor) -> LfadsOutput:
         """heldin (B, T, N_in) counts -> LfadsOutput with log_rates (B, T+F, N)."""
-        if heldin.ndim != 3 or heldin.shape[2] != self.n_heldin:
-            shape = tuple(heldin.shape)
-            raise NlbkitError(f"held-in input has shape {shape}; expected (B, T, {self.n_heldin})")
+        self.check_heldin(heldin)
         cfg = self.cfg
         steps, pad = self.grid.group(heldin)  # (B, S_obs, N_in)
         x = self.dropout(steps)
@@ -114,10 +102,6 @@ class LFADS(nn.Module):
         log_rates = self.grid.unfold(self.readout(factors).float(), pad, heldin.shape[1])
         kl = sum(kl_terms.values(), log_rates.new_zeros(()))
         return LfadsOutput(log_rates, kl, {"g": g, "factors": factors, "u": u}, kl_terms)
-
-    def n_steps(self, n_bins: int) -> tuple[int, int]:
-        """(observed steps, forward steps) for n_bins observed bins."""
-        return self.grid.n_steps(n_bins)
 
     def _controlled(self, x: Tensor, g0: Tensor, length: int) -> tuple[Tensor, Tensor, Tensor]:
         """Generator states (B, L, G) and inputs (B, L, U) stepped with the controller, and the
@@ -148,19 +132,7 @@ class LFADS(nn.Module):
         """Mean Poisson NLL + kl_weight * KL, and its parts as floats; heldin (B, T, N_in), target
         (B, T+F, N). In training mode with coordinated dropout on, the kept observed held-in
         entries pass no gradient."""
-        b, t, _ = heldin.shape
-        expected = (b, t + self.n_forward, self.n_heldin + self.n_heldout)
-        if tuple(target.shape) != expected:
-            raise NlbkitError(f"target has shape {tuple(target.shape)}; expected {expected}")
-        blocked = None
-        if self.training and self.cfg.cd_active:
-            heldin, blocked = coordinated_dropout(heldin, self.cfg.cd_rate, self.cfg.cd_pass_rate)
-        out = self(heldin)
-        nll = masked_poisson_nll(out.log_rates, target, blocked)
-        total = nll + kl_weight * out.kl
-        parts = {"nll": nll.item(), "kl": out.kl.item(), "loss": total.item()}
-        parts.update({name: value.item() for name, value in out.kl_terms.items()})
-        return total, parts
+        return self.latent_variable_loss(heldin, target, kl_weight)
 
     @torch.no_grad()
     def predict_rates(self, heldin: Tensor, n_samples: int | None = None, max_rows: int = 1024) -> Tensor:

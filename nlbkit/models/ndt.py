@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from nlbkit.errors import NlbkitError
 from nlbkit.models.config import NdtConfig
-from nlbkit.models.parts import StepGrid, masked_poisson_nll
+from nlbkit.models.parts import RateNetwork, masked_poisson_nll
 
 __all__ = ["NDT", "NdtConfig", "NdtOutput", "mask_bins"]
 
@@ -58,18 +58,11 @@ def mask_bins(
     return inputs, masked
 
 
-class NDT(nn.Module):
+class NDT(RateNetwork):
     """The model of the module docstring; `cfg` is validated on construction."""
 
     def __init__(self, cfg: NdtConfig, n_heldin: int, n_heldout: int, n_forward: int, max_tokens: int = 512):
-        super().__init__()
-        cfg.validate()
-        if n_heldin < 1 or n_heldout < 0 or n_forward < 0:
-            raise NlbkitError(f"bad model sizes: {n_heldin} held-in, {n_heldout} held-out, {n_forward} fwd")
-        self.cfg = cfg
-        self.n_heldin, self.n_heldout, self.n_forward = n_heldin, n_heldout, n_forward
-        self.bins_per_step = cfg.bins_per_step or 1
-        self.grid = StepGrid(self.bins_per_step, n_forward)
+        super().__init__(cfg, n_heldin, n_heldout, n_forward)
         self.embed = nn.Linear(n_heldin, cfg.hidden)
         self.embed_dropout = nn.Dropout(cfg.embed_dropout)
         self.position = nn.Parameter(torch.zeros(max_tokens, cfg.hidden))
@@ -91,20 +84,11 @@ class NDT(nn.Module):
         self.mean_counts.copy_(mean_counts.clamp_min(1e-3))
         self.readout.bias.copy_(self.mean_counts.log())
 
-    def n_steps(self, n_bins: int) -> tuple[int, int]:
-        """(observed tokens, forward tokens) for n_bins observed bins."""
-        return self.grid.n_steps(n_bins)
-
     def forward(self, heldin: Tensor) -> NdtOutput:
         """heldin (B, T, N_in) counts -> log-rates (B, T+F, N), nothing masked."""
-        self._check(heldin)
+        self.check_heldin(heldin)
         tokens, pad = self.grid.group(heldin)
         return self._decode(tokens, pad, heldin.shape[1])
-
-    def _check(self, heldin: Tensor) -> None:
-        if heldin.ndim != 3 or heldin.shape[2] != self.n_heldin:
-            shape = tuple(heldin.shape)
-            raise NlbkitError(f"held-in input has shape {shape}; expected (B, T, {self.n_heldin})")
 
     def _decode(self, tokens: Tensor, pad: int, n_bins: int) -> NdtOutput:
         """Observed tokens (B, S_obs, N_in) -> log-rates (B, T+F, N) and the last layer's states."""
@@ -123,11 +107,9 @@ class NDT(nn.Module):
     def loss(self, heldin: Tensor, target: Tensor, kl_weight: float) -> tuple[Tensor, dict[str, float]]:
         """Mean Poisson NLL (see the module doc); heldin (B, T, N_in), target (B, T+F, N). In
         training mode tokens are masked first; `kl_weight` is unused (there is no KL)."""
-        self._check(heldin)
+        self.check_heldin(heldin)
+        self.check_target(heldin, target)
         b, t, _ = heldin.shape
-        expected = (b, t + self.n_forward, self.n_heldin + self.n_heldout)
-        if tuple(target.shape) != expected:
-            raise NlbkitError(f"target has shape {tuple(target.shape)}; expected {expected}")
         tokens, pad = self.grid.group(heldin)
         blocked = None
         if self.training:  # mask_ratio 0: no token is masked, so no held-in bin trains the model

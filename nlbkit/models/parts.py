@@ -10,6 +10,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from nlbkit.errors import NlbkitError
+
 
 def gaussian_kl_to_standard(mean: Tensor, logvar: Tensor, prior_var: float = 1.0) -> Tensor:
     """KL(N(mean, diag exp logvar) | N(0, prior_var I)) summed over the last dim, averaged over rows."""
@@ -111,3 +113,55 @@ class StepGrid:
         """(B, S_obs, ...) per observed step -> (B, T, ...) per observed bin (each step's value
         repeated over its bins, the padding dropped)."""
         return per_step.repeat_interleave(self.k, dim=1)[:, pad : pad + n_bins]
+
+
+class RateNetwork(torch.nn.Module):
+    """What LangevinFlow, NDT and LFADS share: their sizes, validated config and step grid, the
+    shape checks of their inputs and targets, and (for the latent-variable ones) the loss
+    mean Poisson NLL + kl_weight * KL with coordinated dropout.
+
+    A subclass's forward returns an output with `log_rates` (B, T+F, N), `kl` and `kl_terms`
+    wherever it uses `latent_variable_loss`."""
+
+    def __init__(self, cfg, n_heldin: int, n_heldout: int, n_forward: int) -> None:
+        super().__init__()
+        cfg.validate()
+        if n_heldin < 1 or n_heldout < 0 or n_forward < 0:
+            raise NlbkitError(f"bad model sizes: {n_heldin} held-in, {n_heldout} held-out, {n_forward} fwd")
+        self.cfg = cfg
+        self.n_heldin, self.n_heldout, self.n_forward = n_heldin, n_heldout, n_forward
+        self.bins_per_step = cfg.bins_per_step or 1
+        self.grid = StepGrid(self.bins_per_step, n_forward)
+
+    def n_steps(self, n_bins: int) -> tuple[int, int]:
+        """(observed steps, forward steps) for n_bins observed bins: ceil(T / k), ceil(F / k)."""
+        return self.grid.n_steps(n_bins)
+
+    def check_heldin(self, heldin: Tensor) -> None:
+        if heldin.ndim != 3 or heldin.shape[2] != self.n_heldin:
+            shape = tuple(heldin.shape)
+            raise NlbkitError(f"held-in input has shape {shape}; expected (B, T, {self.n_heldin})")
+
+    def check_target(self, heldin: Tensor, target: Tensor) -> None:
+        b, t, _ = heldin.shape
+        expected = (b, t + self.n_forward, self.n_heldin + self.n_heldout)
+        if tuple(target.shape) != expected:
+            raise NlbkitError(f"target has shape {tuple(target.shape)}; expected {expected}")
+
+    def latent_variable_loss(
+        self, heldin: Tensor, target: Tensor, kl_weight: float
+    ) -> tuple[Tensor, dict[str, float]]:
+        """Mean Poisson NLL + kl_weight * KL, and its parts as floats. heldin (B, T, N_in);
+        target (B, T+F, N_in + N_out). In training mode with coordinated dropout on
+        (`cfg.cd_active`), inputs are dropped (`coordinated_dropout`) and the kept observed
+        held-in entries are blocked from the gradient; held-out neurons and forward bins count."""
+        self.check_target(heldin, target)
+        blocked = None
+        if self.training and self.cfg.cd_active:
+            heldin, blocked = coordinated_dropout(heldin, self.cfg.cd_rate, self.cfg.cd_pass_rate)
+        out = self(heldin)
+        nll = masked_poisson_nll(out.log_rates, target, blocked)
+        total = nll + kl_weight * out.kl
+        parts = {"nll": nll.item(), "kl": out.kl.item(), "loss": total.item()}
+        parts.update({name: value.item() for name, value in out.kl_terms.items()})
+        return total, parts
